@@ -1,0 +1,227 @@
+"""Typed configuration for one PnP edit: model, preprocessing, inversion and sampling.
+
+Every field has a documented default; YAML/JSON files and the CLI only fill these dataclasses.
+The resolved configuration is written next to every output so that any image can be reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+DEFAULT_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+# The diffusers port's negative prompt (pnp-diffusers `pnp.py`).
+PORT_NEGATIVE_PROMPT = "ugly, blurry, black, low res, unrealistic"
+# LDM output blocks 4-11: every decoder self-attention from the paper's residual layer on.
+PAPER_ATTENTION_BLOCKS = (4, 5, 6, 7, 8, 9, 10, 11)
+PAPER_RESIDUAL_BLOCKS = (4,)
+
+Device = Literal["auto", "cpu", "cuda", "mps"]
+DType = Literal["fp32", "fp16", "bf16"]
+ResizeMode = Literal["resize", "center-crop"]
+SourceStream = Literal["inversion", "reconstruction"]
+StartLatent = Literal["inversion", "noise"]
+InjectionMode = Literal["replace", "blend"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or of the wrong kind; the message names it."""
+
+
+def _check_choice(name: str, value: object, literal: Any) -> None:
+    choices = get_args(literal)
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not isinstance(value, int | float) or math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be a number in [0, 1]; got {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    """Which Stable Diffusion checkpoint to load and where to run it."""
+
+    model: str = DEFAULT_MODEL_ID  # hub id, local diffusers folder, or single .safetensors file
+    revision: str | None = None  # hub revision (branch, tag or commit); None = default branch
+    device: Device = "auto"  # auto = cuda if available, else mps, else cpu
+    dtype: DType = "fp32"  # fp16/bf16 halve memory on GPUs; fp32 is exact and CPU-friendly
+    cpu_offload: bool = False  # accelerate model CPU offload: less VRAM, slower
+    allow_pickle: bool = False  # permit .ckpt/.pt single files (unpickling can run code)
+    single_file_config: str | None = None  # diffusers folder/id giving configs for a single file
+
+    def validate(self) -> None:
+        if not self.model:
+            raise ConfigError("model must name a hub id, a local folder or a checkpoint file")
+        _check_choice("device", self.device, Device)
+        _check_choice("dtype", self.dtype, DType)
+
+
+@dataclass
+class PreprocessConfig:
+    """How an input photo becomes the model's input."""
+
+    # short side (resize) or square side (center-crop), in pixels; None = the model's native
+    # size (UNet sample_size x VAE factor: 512 for SD 1.5, 768 for SD 2.1)
+    size: int | None = None
+    resize_mode: ResizeMode = "resize"  # resize: aspect kept (the port); center-crop: the paper
+    max_input_pixels: int = 64_000_000  # refuse larger files before decoding them fully
+
+    def validate(self) -> None:
+        _check_choice("resize_mode", self.resize_mode, ResizeMode)
+        if self.size is not None and (
+            not isinstance(self.size, int) or not 16 <= self.size <= 4096
+        ):
+            raise ConfigError(f"size must be an integer in [16, 4096] pixels; got {self.size!r}")
+
+
+@dataclass
+class InversionConfig:
+    """DDIM inversion of the source image (eta 0, no guidance)."""
+
+    steps: int = 50  # inversion steps; its grid must contain the sampling grid (e.g. 50, 100, 999)
+    prompt: str = ""  # text the inversion is conditioned on; the port and paper use ""
+
+    def validate(self) -> None:
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ConfigError(f"inversion steps must be an integer >= 1; got {self.steps!r}")
+
+
+@dataclass
+class PnPConfig:
+    """The PnP editing loop: guidance, thresholds, sites and injection modes.
+
+    Thresholds are fractions of the sampling steps: residual features are injected during the
+    first ``int(steps * pnp_f_t)`` steps and self-attention Q/K during the first
+    ``int(steps * pnp_attn_t)`` steps (the diffusers port's rounding: 40 and 25 of 50).
+    """
+
+    steps: int = 50  # DDIM sampling steps (eta 0)
+    guidance: float = 7.5  # classifier-free guidance scale
+    negative_prompt: str = PORT_NEGATIVE_PROMPT  # the port's default
+    seed: int = 0  # seeds the start noise (start="noise"); inversion itself is deterministic
+    pnp_f_t: float = 0.8  # fraction of steps with residual-feature injection
+    pnp_attn_t: float = 0.5  # fraction of steps with self-attention Q/K injection
+    source: SourceStream = "inversion"  # inversion: the port; reconstruction: the paper's code
+    start: StartLatent = "inversion"  # inversion: PnP; noise: the report's scheme 1
+    injection: InjectionMode = "replace"  # replace: PnP; blend: the report's scheme 2
+    blend_alpha: float = 0.5  # blend weight of the source features (1.0 equals replace)
+    residual_blocks: tuple[int, ...] = PAPER_RESIDUAL_BLOCKS  # LDM output blocks, residual
+    attention_blocks: tuple[int, ...] = PAPER_ATTENTION_BLOCKS  # LDM output blocks, attn Q/K
+    prompt_batch_size: int | None = None  # prompts per UNet batch; None = all at once
+
+    def validate(self) -> None:
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ConfigError(f"steps must be an integer >= 1; got {self.steps!r}")
+        if not isinstance(self.guidance, int | float) or math.isnan(self.guidance):
+            raise ConfigError(f"guidance must be a number; got {self.guidance!r}")
+        _check_fraction("pnp_f_t", self.pnp_f_t)
+        _check_fraction("pnp_attn_t", self.pnp_attn_t)
+        _check_fraction("blend_alpha", self.blend_alpha)
+        _check_choice("source", self.source, SourceStream)
+        _check_choice("start", self.start, StartLatent)
+        _check_choice("injection", self.injection, InjectionMode)
+        if self.prompt_batch_size is not None and self.prompt_batch_size < 1:
+            raise ConfigError(f"prompt_batch_size must be >= 1; got {self.prompt_batch_size!r}")
+        for name in ("residual_blocks", "attention_blocks"):
+            blocks = getattr(self, name)
+            if any(not isinstance(b, int) or b < 0 for b in blocks):
+                raise ConfigError(f"{name} must be LDM output block numbers >= 0; got {blocks!r}")
+
+    @property
+    def residual_steps(self) -> int:
+        """Number of leading sampling steps with residual injection."""
+        return int(self.steps * self.pnp_f_t)
+
+    @property
+    def attention_steps(self) -> int:
+        """Number of leading sampling steps with self-attention injection."""
+        return int(self.steps * self.pnp_attn_t)
+
+
+@dataclass
+class EditConfig:
+    """Everything that determines an edit's output, apart from the image and the prompts."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+    pnp: PnPConfig = field(default_factory=PnPConfig)
+
+    def validate(self) -> EditConfig:
+        self.model.validate()
+        self.preprocess.validate()
+        self.inversion.validate()
+        self.pnp.validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EditConfig:
+        """Build from nested dicts (a YAML/JSON file); unknown keys are errors that name them."""
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(sections)
+        if unknown:
+            raise ConfigError(
+                f"unknown config section(s) {sorted(unknown)}; expected {sorted(sections)}"
+            )
+        kwargs = {}
+        for name, value in data.items():
+            section_type = type(getattr(cls(), name))
+            kwargs[name] = section_from_dict(section_type, value or {}, name)
+        return cls(**kwargs)
+
+
+def section_from_dict(section_type: type, data: dict[str, Any], where: str) -> Any:
+    """Instantiate one config dataclass from a dict, converting lists to tuples."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {where!r} must be a mapping; got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(section_type)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in config section {where!r}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return section_type(**values)
+
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # pnp-diffusers: source = inversion latents, 40/25 steps, its negative prompt, and its
+    # 999-step inversion read at the 50-step grid.
+    "pnp-diffusers": {
+        "inversion": {"steps": 999, "prompt": ""},
+        "pnp": {
+            "steps": 50,
+            "guidance": 7.5,
+            "negative_prompt": PORT_NEGATIVE_PROMPT,
+            "pnp_f_t": 0.8,
+            "pnp_attn_t": 0.5,
+            "source": "inversion",
+            "start": "inversion",
+            "injection": "replace",
+        },
+        "preprocess": {"resize_mode": "resize"},
+    },
+    # This project's default: the port's algorithm with a 50-step inversion (20x cheaper).
+    "fast": {"inversion": {"steps": 50}},
+    # The paper's code: features from a DDIM reconstruction, center-crop preprocessing.
+    "paper": {
+        "inversion": {"steps": 999},
+        "pnp": {"source": "reconstruction"},
+        "preprocess": {"resize_mode": "center-crop"},
+    },
+}
+
+
+def apply_preset(config: EditConfig, preset: str) -> EditConfig:
+    """Return a copy of ``config`` with a named preset's values set."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    data = config.to_dict()
+    for section, values in PRESETS[preset].items():
+        data[section].update(values)
+    return EditConfig.from_dict(data)

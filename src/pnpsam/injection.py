@@ -1,0 +1,349 @@
+"""PnP feature injection: residual features by a removable hook, self-attention Q/K by a processor.
+
+Sites are found by module name. Decoder layers are numbered like LDM's ``output_blocks``: the
+resnets of ``unet.up_blocks`` in order, so in SD 1.x/2.x output block ``n`` is
+``up_blocks[n // 3].resnets[n % 3]`` and its self-attention is
+``up_blocks[n // 3].attentions[n % 3].transformer_blocks[0].attn1``. The paper's residual site,
+output block 4, is ``up_blocks[1].resnets[1]``.
+
+What is injected:
+- residual: the output of the resnet's ``conv2`` — the residual branch after conv2, before the
+  skip add and ``output_scale_factor`` — so every row keeps its own skip input;
+- attention: the self-attention queries and keys (not values).
+The guided rows (uncond and cond of every prompt) receive the source row's features,
+``replace``-d (PnP) or ``blend``-ed with weight alpha, optionally only at subject positions
+(a soft mask resized to each layer's grid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
+from diffusers.models.attention_processor import Attention
+
+InjectionKind = Literal["residual", "query", "key"]
+
+
+class InjectionSiteError(ValueError):
+    """The UNet lacks a requested injection site (not an SD 1.x/2.x decoder layout)."""
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """Row layout of every UNet batch in PnP sampling: ``[source?, uncond x k, cond x k]``.
+
+    The source row (the source stream, conditioned on the inversion prompt) is present only on
+    steps that inject; ``uncond`` rows carry the negative prompt and ``cond`` rows the targets.
+    """
+
+    num_prompts: int
+    has_source: bool
+
+    @property
+    def offset(self) -> int:
+        return 1 if self.has_source else 0
+
+    @property
+    def size(self) -> int:
+        return self.offset + 2 * self.num_prompts
+
+    @property
+    def source(self) -> slice:
+        if not self.has_source:
+            raise ValueError("this batch has no source row")
+        return slice(0, 1)
+
+    @property
+    def uncond(self) -> slice:
+        return slice(self.offset, self.offset + self.num_prompts)
+
+    @property
+    def cond(self) -> slice:
+        return slice(self.offset + self.num_prompts, self.size)
+
+    @property
+    def guided(self) -> slice:
+        """Rows that receive injected features: every uncond and cond row."""
+        return slice(self.offset, self.size)
+
+    def check(self, batch: torch.Tensor) -> None:
+        if batch.shape[0] != self.size:
+            raise RuntimeError(f"batch of {batch.shape[0]} rows does not match layout {self}")
+
+
+@dataclass(frozen=True)
+class InjectionStep:
+    """What to inject during one UNet call; built by the sampler for each step."""
+
+    index: int  # sampling step index, 0 = first (noisiest)
+    timestep: int
+    residual: bool  # inject residual features this step
+    attention: bool  # inject self-attention Q/K this step
+    layout: BatchLayout
+
+
+@dataclass
+class InjectionEvent:
+    """Passed to observers after every injection: the tensor as the UNet will use it."""
+
+    step: InjectionStep
+    kind: InjectionKind
+    block: int  # LDM output block number
+    features: torch.Tensor  # residual (B, C, h, w); query/key (B, N, C)
+
+
+@dataclass(frozen=True)
+class InjectionSites:
+    """Module names of the injection sites, keyed by LDM output block number."""
+
+    residual: dict[int, str]  # block -> name of the resnet's conv2 module
+    attention: dict[int, str]  # block -> name of the attn1 Attention module
+    num_output_blocks: int
+
+
+def find_injection_sites(
+    unet: UNet2DConditionModel,
+    residual_blocks: tuple[int, ...],
+    attention_blocks: tuple[int, ...],
+) -> InjectionSites:
+    """Resolve LDM output block numbers to module names; ``InjectionSiteError`` if missing."""
+    modules = dict(unet.named_modules())
+    up_blocks = getattr(unet, "up_blocks", None)
+    if up_blocks is None or len(up_blocks) == 0:
+        raise InjectionSiteError(
+            f"{type(unet).__name__} has no up_blocks: not an SD 1.x/2.x UNet, PnP sites missing"
+        )
+    # block number -> (up block index, layer index within it)
+    numbering: list[tuple[int, int]] = []
+    for b, block in enumerate(up_blocks):
+        numbering.extend((b, j) for j in range(len(getattr(block, "resnets", []))))
+
+    def locate(block: int, what: str) -> tuple[int, int]:
+        if not 0 <= block < len(numbering):
+            raise InjectionSiteError(
+                f"{what} block {block} does not exist: this UNet has output blocks "
+                f"0-{len(numbering) - 1}"
+            )
+        return numbering[block]
+
+    residual: dict[int, str] = {}
+    for block in residual_blocks:
+        b, j = locate(block, "residual")
+        name = f"up_blocks.{b}.resnets.{j}.conv2"
+        if not isinstance(modules.get(name), torch.nn.Conv2d):
+            raise InjectionSiteError(f"residual block {block}: {name} is not a Conv2d in this UNet")
+        residual[block] = name
+    attention: dict[int, str] = {}
+    for block in attention_blocks:
+        b, j = locate(block, "attention")
+        name = f"up_blocks.{b}.attentions.{j}.transformer_blocks.0.attn1"
+        module = modules.get(name)
+        if not isinstance(module, Attention) or module.is_cross_attention:
+            raise InjectionSiteError(
+                f"attention block {block}: this UNet has no self-attention {name} "
+                f"(up_blocks.{b} is {type(up_blocks[b]).__name__})"
+            )
+        attention[block] = name
+    return InjectionSites(residual, attention, len(numbering))
+
+
+@dataclass
+class InjectionSettings:
+    """How features are injected; fixed for a whole edit."""
+
+    mode: Literal["replace", "blend"] = "replace"
+    alpha: float = 1.0  # weight of the source features in blend mode
+    # (1, 1, H, W) soft subject mask in [0, 1] at any resolution, or None for everywhere.
+    mask: torch.Tensor | None = None
+    _grid_masks: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def weight(self) -> float:
+        return 1.0 if self.mode == "replace" else float(self.alpha)
+
+    def mask_at(self, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+        """The subject mask resized (area-averaged, so edges stay soft) to a (h, w) grid."""
+        assert self.mask is not None
+        key = (height, width)
+        if key not in self._grid_masks:
+            mask = self.mask.float()
+            if mask.shape[-2:] != key:
+                mask = F.interpolate(
+                    mask, size=key, mode="area" if mask.shape[-1] > width else "bilinear"
+                )
+            self._grid_masks[key] = mask.clamp(0.0, 1.0)
+        return self._grid_masks[key].to(device=like.device, dtype=like.dtype)
+
+
+def token_grid(num_tokens: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
+    """The (h, w) grid of ``num_tokens`` attention tokens at a downsampling of the latent."""
+    height, width = latent_hw
+    for factor in (1, 2, 4, 8, 16, 32):
+        h, w = -(-height // factor), -(-width // factor)
+        if h * w == num_tokens:
+            return h, w
+    raise RuntimeError(f"{num_tokens} tokens match no downsampling of a {height}x{width} latent")
+
+
+class FeatureInjector:
+    """Installs PnP injection on a UNet for the duration of a ``with`` block.
+
+    ``with FeatureInjector(unet, sites, settings) as injector:`` sets attention processors on the
+    chosen attn1 modules and forward hooks on the chosen ``conv2`` modules; leaving the block
+    restores the original processors and removes the hooks. Per-step state is given explicitly:
+    ``with injector.step(InjectionStep(...)): unet(...)``; outside a step nothing is injected.
+    """
+
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        sites: InjectionSites,
+        settings: InjectionSettings | None = None,
+    ) -> None:
+        self.unet = unet
+        self.sites = sites
+        self.settings = settings or InjectionSettings()
+        self.observers: list[Callable[[InjectionEvent], None]] = []
+        self.latent_hw: tuple[int, int] | None = None
+        self._step: InjectionStep | None = None
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._saved_processors: dict[str, object] | None = None
+
+    # -- installation --------------------------------------------------------------------
+    def __enter__(self) -> FeatureInjector:
+        modules = dict(self.unet.named_modules())
+        processors = dict(self.unet.attn_processors)
+        self._saved_processors = dict(processors)
+        for block, name in self.sites.attention.items():
+            processors[f"{name}.processor"] = PnPSelfAttentionProcessor(self, block)
+        self.unet.set_attn_processor(processors)
+        for block, name in self.sites.residual.items():
+            hook = self._residual_hook(block)
+            self._handles.append(modules[name].register_forward_hook(hook))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        if self._saved_processors is not None:
+            self.unet.set_attn_processor(self._saved_processors)
+            self._saved_processors = None
+
+    @contextmanager
+    def step(self, state: InjectionStep, latent_hw: tuple[int, int]) -> Iterator[None]:
+        """Inject according to ``state`` for UNet calls inside this block (latent (h, w))."""
+        self._step, self.latent_hw = state, latent_hw
+        try:
+            yield
+        finally:
+            self._step = None
+
+    # -- the injection itself ------------------------------------------------------------
+    def inject(
+        self, features: torch.Tensor, kind: InjectionKind, block: int, grid: tuple[int, int]
+    ) -> torch.Tensor:
+        """Return ``features`` (B, ...) with guided rows moved to the source row.
+
+        ``torch.lerp`` is exact at weight 1, so ``replace`` (and an all-ones mask) copies the
+        source features bit for bit.
+        """
+        state = self._step
+        assert state is not None
+        layout = state.layout
+        layout.check(features)
+        source = features[layout.source]
+        guided = features[layout.guided]
+        weight: float | torch.Tensor = self.settings.weight()
+        if self.settings.mask is not None:
+            mask = self.settings.mask_at(*grid, like=features)  # (1, 1, h, w)
+            if features.ndim == 3:  # tokens (B, N, C): flatten the grid row-major like diffusers
+                mask = mask.flatten(2).transpose(1, 2)
+            weight = mask * weight
+        mixed = torch.lerp(guided, source.expand_as(guided), weight)
+        out = torch.cat([source, mixed], dim=0)
+        for observer in self.observers:
+            observer(InjectionEvent(state, kind, block, out))
+        return out
+
+    def active(self, kind: Literal["residual", "attention"]) -> bool:
+        state = self._step
+        if state is None or not state.layout.has_source:
+            return False
+        return state.residual if kind == "residual" else state.attention
+
+    def _residual_hook(
+        self, block: int
+    ) -> Callable[[torch.nn.Module, tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor | None]:
+        def hook(
+            module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+        ) -> torch.Tensor | None:
+            if not self.active("residual"):
+                return None
+            return self.inject(output, "residual", block, (output.shape[-2], output.shape[-1]))
+
+        return hook
+
+
+class PnPSelfAttentionProcessor:
+    """Self-attention whose queries and keys come from the source row during injection steps.
+
+    Equivalent to diffusers' ``AttnProcessor2_0`` for the plain self-attention of a transformer
+    block (3-D hidden states, no spatial/group norm); attention itself is torch's
+    ``scaled_dot_product_attention``.
+    """
+
+    def __init__(self, injector: FeatureInjector, block: int) -> None:
+        self.injector = injector
+        self.block = block
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if hidden_states.ndim != 3 or attn.spatial_norm is not None or attn.group_norm is not None:
+            raise InjectionSiteError(
+                "PnP attention injection expects a transformer block's plain self-attention"
+            )
+        batch, tokens, _ = hidden_states.shape
+        residual = hidden_states
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+        if self.injector.active("attention"):
+            assert self.injector.latent_hw is not None
+            grid = token_grid(tokens, self.injector.latent_hw)
+            query = self.injector.inject(query, "query", self.block, grid)
+            key = self.injector.inject(key, "key", self.block, grid)
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, tokens, batch)
+            attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
+        head_dim = key.shape[-1] // attn.heads
+        query, key, value = (
+            x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value)
+        )
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
+        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor

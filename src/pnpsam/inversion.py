@@ -1,0 +1,108 @@
+"""DDIM inversion (eta 0) that keeps the latent at every sampling timestep, in memory.
+
+The step math is diffusers' ``DDIMInverseScheduler``: the noise predicted at timestep ``t`` from
+the latent at the previous (lower) timestep moves the latent up to ``t`` — exactly the
+hand-written inversion of pnp-diffusers, which runs it with 999 steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from diffusers import DDIMInverseScheduler, UNet2DConditionModel
+
+StepCallback = Callable[[int, int, torch.Tensor], None]
+
+
+class TimestepGridError(ValueError):
+    """The inversion grid does not contain every sampling timestep."""
+
+
+@dataclass
+class InvertedLatents:
+    """The inversion of one image, reusable for any number of prompts.
+
+    Attributes:
+        clean: (1, C, h, w) latent of the image itself (VAE posterior mean x scaling factor).
+        by_timestep: timestep -> (1, C, h, w) inverted latent x_t, for every kept timestep.
+        inversion_steps: number of inversion steps that produced it.
+        source_embedding: (1, L, D) text embedding the inversion was conditioned on; the
+            source stream of the edit uses the same one.
+    """
+
+    clean: torch.Tensor
+    by_timestep: dict[int, torch.Tensor]
+    inversion_steps: int
+    source_embedding: torch.Tensor
+
+    def at(self, timestep: int) -> torch.Tensor:
+        try:
+            return self.by_timestep[int(timestep)]
+        except KeyError:
+            raise TimestepGridError(
+                f"timestep {int(timestep)} was not kept by the inversion "
+                f"({self.inversion_steps} steps kept {sorted(self.by_timestep)[:4]}...)"
+            ) from None
+
+    def check_grid(self, timesteps: Sequence[int]) -> None:
+        """Raise ``TimestepGridError`` naming the first sampling timestep that is missing."""
+        missing = [int(t) for t in timesteps if int(t) not in self.by_timestep]
+        if missing:
+            raise TimestepGridError(
+                f"the {self.inversion_steps}-step inversion did not keep sampling timesteps "
+                f"{missing[:5]}; choose inversion steps whose grid contains the sampling grid "
+                "(e.g. equal to the sampling steps, a multiple of them, or 999)"
+            )
+
+
+def inversion_timesteps(scheduler: DDIMInverseScheduler, steps: int) -> list[int]:
+    """The ascending timesteps an inversion with ``steps`` steps visits."""
+    scheduler.set_timesteps(steps)
+    return [int(t) for t in scheduler.timesteps]
+
+
+@torch.no_grad()
+def ddim_invert(
+    unet: UNet2DConditionModel,
+    scheduler: DDIMInverseScheduler,
+    clean_latent: torch.Tensor,
+    text_embedding: torch.Tensor,
+    steps: int,
+    keep_timesteps: Sequence[int],
+    callback: StepCallback | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> InvertedLatents:
+    """Invert ``clean_latent`` (1, C, h, w) with ``steps`` DDIM inverse steps, no guidance.
+
+    Keeps the latent reached at each timestep in ``keep_timesteps`` (the sampling grid); raises
+    ``TimestepGridError`` before any UNet call if the inversion grid does not contain them.
+    ``callback(step_index, timestep, latent)`` runs after every step.
+    """
+    grid = inversion_timesteps(scheduler, steps)
+    keep = {int(t) for t in keep_timesteps}
+    missing = sorted(keep - set(grid))
+    if missing:
+        raise TimestepGridError(
+            f"a {steps}-step inversion visits timesteps {grid[:3]}...{grid[-2:]}, which lacks "
+            f"sampling timesteps {missing[:5]}; use inversion steps equal to the sampling steps, "
+            "a multiple of them, or 999"
+        )
+    latent = clean_latent
+    kept: dict[int, torch.Tensor] = {}
+    for index, t in enumerate(scheduler.timesteps):
+        noise = unet(latent, t, encoder_hidden_states=text_embedding).sample
+        latent = scheduler.step(noise, t, latent).prev_sample
+        if int(t) in keep:
+            kept[int(t)] = latent
+        if callback is not None:
+            callback(index, int(t), latent)
+        if progress is not None:
+            progress(1)
+    return InvertedLatents(
+        clean=clean_latent,
+        by_timestep=kept,
+        inversion_steps=steps,
+        source_embedding=text_embedding,
+    )

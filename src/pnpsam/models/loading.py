@@ -1,0 +1,121 @@
+"""Load Stable Diffusion 1.x/2.x checkpoints the way diffusers users expect.
+
+Accepts a hub id, a local diffusers folder, or a single ``.safetensors`` file (pickled
+``.ckpt`` only with an explicit opt-in). Returns a ``StableDiffusionPipeline`` whose scheduler is
+DDIM, with no safety checker (PnP never calls the pipeline's ``__call__``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DDIMInverseScheduler, DDIMScheduler, StableDiffusionPipeline
+
+from pnpsam.config import ModelConfig
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+REQUIRED_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+SAFE_SINGLE_FILE = (".safetensors",)
+PICKLED_SINGLE_FILE = (".ckpt", ".pt", ".pth", ".bin")
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message names the model and the reason."""
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda, then mps, then cpu; an explicit device must be available."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' requested but CUDA is not available on this machine")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("device 'mps' requested but MPS is not available on this machine")
+    if device not in ("cpu", "cuda", "mps"):
+        raise ModelLoadError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _check_folder(folder: Path) -> None:
+    missing = [part for part in REQUIRED_PARTS if not (folder / part).is_dir()]
+    if missing:
+        raise ModelLoadError(
+            f"model folder {str(folder)!r} is not a Stable Diffusion diffusers folder: "
+            f"missing {', '.join(p + '/' for p in missing)}"
+        )
+
+
+def _load(cfg: ModelConfig, dtype: torch.dtype) -> StableDiffusionPipeline:
+    path = Path(cfg.model).expanduser()
+    common: dict[str, Any] = {
+        "dtype": dtype,
+        "safety_checker": None,
+        "requires_safety_checker": False,
+    }
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in PICKLED_SINGLE_FILE and not cfg.allow_pickle:
+            raise ModelLoadError(
+                f"{str(path)!r} is a pickled checkpoint, and unpickling can run arbitrary code; "
+                "convert it to .safetensors or pass --allow-pickle if you trust its source"
+            )
+        if suffix not in SAFE_SINGLE_FILE + PICKLED_SINGLE_FILE:
+            raise ModelLoadError(
+                f"{str(path)!r} is not a checkpoint file (expected .safetensors, or .ckpt with "
+                "--allow-pickle) nor a diffusers folder"
+            )
+        kwargs = dict(common)
+        if cfg.single_file_config:
+            kwargs["config"] = cfg.single_file_config
+        return StableDiffusionPipeline.from_single_file(str(path), **kwargs)
+    if path.is_dir():
+        _check_folder(path)
+        return StableDiffusionPipeline.from_pretrained(str(path), local_files_only=True, **common)
+    if cfg.model.startswith((".", "/", "~")) or cfg.model.count("/") != 1:
+        raise ModelLoadError(
+            f"model {cfg.model!r} is neither an existing file or folder nor a hub id (owner/name)"
+        )
+    return StableDiffusionPipeline.from_pretrained(cfg.model, revision=cfg.revision, **common)
+
+
+def load_stable_diffusion(cfg: ModelConfig) -> tuple[StableDiffusionPipeline, torch.device]:
+    """Load the checkpoint named by ``cfg`` and place it; returns (pipeline, execution device).
+
+    The pipeline's scheduler is replaced by ``DDIMScheduler`` built from the checkpoint's own
+    scheduler config (betas, offset, prediction type) with ``clip_sample=False``, as PnP needs.
+    """
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype)
+    try:
+        pipe = _load(cfg, dtype)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelLoadError(f"could not load Stable Diffusion model {cfg.model!r}: {err}") from err
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False)
+    pipe.set_progress_bar_config(disable=None)
+    if cfg.cpu_offload:
+        if device.type == "cpu":
+            raise ModelLoadError("cpu_offload needs an accelerator device (cuda or mps)")
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    return pipe, device
+
+
+def inverse_scheduler_for(scheduler: DDIMScheduler) -> DDIMInverseScheduler:
+    """The DDIM inverse scheduler with the same betas, offset and prediction type."""
+    return DDIMInverseScheduler.from_config(scheduler.config)

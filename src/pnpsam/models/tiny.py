@@ -1,0 +1,88 @@
+"""Tiny Stable Diffusion pipelines in SD 1.5's block layout, built from configs (random weights).
+
+For tests, benchmarks' smoke mode and debugging without downloads. They exercise every code path
+of a real checkpoint (same module names, same loader when saved with ``save_pretrained``) but
+carry no knowledge: outputs are meaningless pictures.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from pnpsam.models.offline import build_offline_clip_tokenizer
+
+SD15_DOWN_BLOCKS = ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
+SD15_UP_BLOCKS = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
+SD_SCHEDULER = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+}
+
+
+def tiny_sd15_pipeline(
+    seed: int = 0,
+    conv_out_scale: float = 0.1,
+    words: tuple[str, ...] = ("a", "photo", "of", "cat", "dog", "robot", "snow", "red", "blue"),
+) -> StableDiffusionPipeline:
+    """A ~1 M parameter SD 1.5-layout pipeline: UNet channels (32, 32, 64, 64), 2 layers per block.
+
+    ``conv_out_scale`` shrinks the UNet's noise prediction so that DDIM inversion of a random
+    UNet is well conditioned (invert-then-reconstruct is then a meaningful test). The VAE's
+    scaling factor is set so that encoded latents have unit standard deviation, as SD's are.
+    """
+    torch.manual_seed(seed)
+    tokenizer = build_offline_clip_tokenizer(words)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=tokenizer.model_max_length,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        block_out_channels=(32, 32, 64, 64),
+        layers_per_block=2,
+        down_block_types=SD15_DOWN_BLOCKS,
+        up_block_types=SD15_UP_BLOCKS,
+        cross_attention_dim=32,
+        attention_head_dim=8,
+    )
+    with torch.no_grad():
+        unet.conv_out.weight.mul_(conv_out_scale)
+        unet.conv_out.bias.mul_(conv_out_scale)
+    vae = AutoencoderKL(
+        block_out_channels=(32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        layers_per_block=1,
+        sample_size=64,
+    )
+    with torch.no_grad():
+        probe = torch.linspace(-1, 1, 64 * 64 * 3).reshape(1, 3, 64, 64)
+        probe = torch.sin(probe * 17.0) * 0.8
+        std = vae.encode(probe).latent_dist.mean.std().item()
+    vae.register_to_config(scaling_factor=1.0 / std)
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler(**SD_SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )

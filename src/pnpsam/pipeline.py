@@ -1,0 +1,199 @@
+"""PnP on tensors: encode, invert once, sample any number of prompts, decode. No file I/O.
+
+``PnPPipeline`` wraps the components of a loaded ``StableDiffusionPipeline``; the front ends
+(``pnpsam.api``, the CLI) turn files and PIL images into the tensors used here.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import torch
+from diffusers import StableDiffusionPipeline
+
+from pnpsam.config import InversionConfig, PnPConfig
+from pnpsam.injection import (
+    FeatureInjector,
+    InjectionEvent,
+    InjectionSettings,
+    find_injection_sites,
+)
+from pnpsam.inversion import InvertedLatents, StepCallback, ddim_invert
+from pnpsam.models.loading import inverse_scheduler_for
+from pnpsam.sampling import SamplingCallback, TextConditions, pnp_sample
+
+
+class OutOfMemoryError(RuntimeError):
+    """The accelerator ran out of memory even at one prompt per batch."""
+
+
+class PnPPipeline:
+    """Plug-and-Play translation on top of Stable Diffusion components.
+
+    Images are (1, 3, H, W) tensors in [-1, 1] with H, W multiples of ``size_multiple``;
+    latents are (·, C, H / vae_scale_factor, W / vae_scale_factor).
+    """
+
+    def __init__(self, sd: StableDiffusionPipeline, device: torch.device) -> None:
+        self.sd = sd
+        self.device = device
+        self.unet = sd.unet
+        self.vae = sd.vae
+        self.scheduler = sd.scheduler
+        self.inverse_scheduler = inverse_scheduler_for(sd.scheduler)
+        self.dtype = sd.unet.dtype
+
+    # -- geometry ------------------------------------------------------------------------
+    @property
+    def vae_scale_factor(self) -> int:
+        return int(self.sd.vae_scale_factor)
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this: the VAE factor times the UNet's downsampling."""
+        downsamples = len(self.unet.config.down_block_types) - 1
+        return self.vae_scale_factor * 2**downsamples
+
+    @property
+    def native_size(self) -> int:
+        """The image side the checkpoint was trained at (512 for SD 1.5, 768 for SD 2.1)."""
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    # -- encoders ------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        """(len(prompts), L, D) CLIP embeddings, as diffusers' ``encode_prompt`` makes them."""
+        embeddings, _ = self.sd.encode_prompt(
+            list(prompts), self.device, 1, do_classifier_free_guidance=False
+        )
+        return embeddings
+
+    @torch.no_grad()
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """(1, 3, H, W) in [-1, 1] -> (1, C, h, w): VAE posterior mean x scaling factor."""
+        image = image.to(device=self.device, dtype=self.vae.dtype)
+        latent = self.vae.encode(image).latent_dist.mean
+        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
+        return ((latent - shift) * self.vae.config.scaling_factor).to(self.dtype)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(k, C, h, w) latents -> (k, 3, H, W) images in [0, 1], float32 on the CPU."""
+        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
+        latents = latents.to(self.vae.dtype) / self.vae.config.scaling_factor + shift
+        images = torch.cat([self.vae.decode(x[None]).sample for x in latents])
+        return (images.float() / 2 + 0.5).clamp(0, 1).cpu()
+
+    # -- PnP -----------------------------------------------------------------------------
+    def sampling_timesteps(self, steps: int) -> list[int]:
+        self.scheduler.set_timesteps(steps)
+        return [int(t) for t in self.scheduler.timesteps]
+
+    def invert(
+        self,
+        image: torch.Tensor,
+        cfg: InversionConfig,
+        sampling_steps: int,
+        callback: StepCallback | None = None,
+    ) -> InvertedLatents:
+        """DDIM-invert (1, 3, H, W) ``image``; keeps x_t on the ``sampling_steps`` grid."""
+        clean = self.encode_image(image)
+        embedding = self.encode_text([cfg.prompt])
+        keep = self.sampling_timesteps(sampling_steps)
+        with self.sd.progress_bar(total=cfg.steps) as bar:
+            bar.set_description("invert")
+            return ddim_invert(
+                self.unet,
+                self.inverse_scheduler,
+                clean,
+                embedding,
+                cfg.steps,
+                keep,
+                callback=callback,
+                progress=bar.update,
+            )
+
+    def start_latent(self, inverted: InvertedLatents, cfg: PnPConfig) -> torch.Tensor:
+        """x_T of the guided rows: the inverted latent (PnP) or seeded noise (scheme 1)."""
+        first = self.sampling_timesteps(cfg.steps)[0]
+        if cfg.start == "inversion":
+            return inverted.at(first)
+        shape = inverted.clean.shape
+        generator = torch.Generator("cpu").manual_seed(cfg.seed)
+        noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+        return noise.to(device=self.device, dtype=self.dtype)
+
+    def edit(
+        self,
+        inverted: InvertedLatents,
+        prompts: Sequence[str],
+        cfg: PnPConfig,
+        mask: torch.Tensor | None = None,
+        callback: SamplingCallback | None = None,
+        observers: Sequence[Callable[[InjectionEvent], None]] = (),
+    ) -> torch.Tensor:
+        """Translate the inverted image by each prompt; returns latents (k, C, h, w).
+
+        ``mask`` (1, 1, H, W) in [0, 1] limits injection to subject positions. Prompts run
+        ``cfg.prompt_batch_size`` at a time (all by default); a CUDA out-of-memory error halves
+        the chunk and retries, down to one prompt per batch. ``observers`` see every injected
+        tensor (for tests and debugging).
+        """
+        cfg.validate()
+        if not prompts:
+            raise ValueError("prompts is empty: give at least one target prompt")
+        sites = find_injection_sites(self.unet, cfg.residual_blocks, cfg.attention_blocks)
+        settings = InjectionSettings(cfg.injection, cfg.blend_alpha, mask)
+        uncond = self.encode_text([cfg.negative_prompt])
+        cond = self.encode_text(prompts)
+        start = self.start_latent(inverted, cfg)
+        chunk = cfg.prompt_batch_size or len(prompts)
+        results: list[torch.Tensor] = []
+        with (
+            FeatureInjector(self.unet, sites, settings) as injector,
+            self.sd.progress_bar(total=cfg.steps * len(prompts)) as bar,
+        ):
+            bar.set_description("edit")
+            injector.observers.extend(observers)
+            done = 0
+            while done < len(prompts):
+                rows = slice(done, min(done + chunk, len(prompts)))
+                k = rows.stop - rows.start
+                text = TextConditions(
+                    inverted.source_embedding, uncond.expand(k, -1, -1), cond[rows]
+                )
+                try:
+                    latents = pnp_sample(
+                        self.unet,
+                        self.scheduler,
+                        injector,
+                        inverted,
+                        text,
+                        start,
+                        cfg,
+                        callback=callback,
+                        progress=partial(_advance, bar, k),
+                    )
+                except torch.OutOfMemoryError as err:
+                    if chunk == 1:
+                        raise OutOfMemoryError(
+                            "out of accelerator memory even with one prompt per batch; try "
+                            "--dtype fp16, --cpu-offload or a smaller --size"
+                        ) from err
+                    chunk = max(1, chunk // 2)
+                    warnings.warn(
+                        f"out of memory: retrying with {chunk} prompt(s) per batch", stacklevel=2
+                    )
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    continue
+                results.append(latents)
+                done = rows.stop
+        return torch.cat(results)
+
+
+def _advance(bar: Any, prompts: int, steps: int) -> None:
+    bar.update(steps * prompts)

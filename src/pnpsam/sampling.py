@@ -1,0 +1,99 @@
+"""The PnP sampling loop: guided DDIM sampling with a source stream that feeds injected features.
+
+Per step, the UNet batch is ``[source, uncond x k, cond x k]`` (see ``BatchLayout``) while any
+injection is active, and ``[uncond x k, cond x k]`` afterwards: once both thresholds have passed
+the source stream has nothing left to give, so it is dropped. With both thresholds 0 this is
+exactly plain DDIM sampling with classifier-free guidance from the start latent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from diffusers import DDIMScheduler, UNet2DConditionModel
+
+from pnpsam.config import PnPConfig
+from pnpsam.injection import BatchLayout, FeatureInjector, InjectionStep
+from pnpsam.inversion import InvertedLatents
+
+# callback(step_index, timestep, latents (k, C, h, w)) after every sampling step
+SamplingCallback = Callable[[int, int, torch.Tensor], None]
+
+
+@dataclass(frozen=True)
+class TextConditions:
+    """Text embeddings for one sampling run: source (1, L, D), uncond and cond (k, L, D)."""
+
+    source: torch.Tensor
+    uncond: torch.Tensor
+    cond: torch.Tensor
+
+    @property
+    def num_prompts(self) -> int:
+        return self.cond.shape[0]
+
+    def batch(self, layout: BatchLayout) -> torch.Tensor:
+        rows = [self.source] if layout.has_source else []
+        return torch.cat([*rows, self.uncond, self.cond], dim=0)
+
+
+def injection_schedule(
+    cfg: PnPConfig, timesteps: list[int], num_prompts: int
+) -> list[InjectionStep]:
+    """Which features are injected at each sampling step (leading steps, see ``PnPConfig``)."""
+    steps = []
+    for index, t in enumerate(timesteps):
+        residual = index < cfg.residual_steps
+        attention = index < cfg.attention_steps
+        layout = BatchLayout(num_prompts, has_source=residual or attention)
+        steps.append(InjectionStep(index, int(t), residual, attention, layout))
+    return steps
+
+
+@torch.no_grad()
+def pnp_sample(
+    unet: UNet2DConditionModel,
+    scheduler: DDIMScheduler,
+    injector: FeatureInjector,
+    inverted: InvertedLatents,
+    text: TextConditions,
+    start_latent: torch.Tensor,
+    cfg: PnPConfig,
+    callback: SamplingCallback | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> torch.Tensor:
+    """Sample ``k`` edits of one image; returns the final latents (k, C, h, w).
+
+    ``start_latent`` (1 or k, C, h, w) is x_T of the guided rows (the inverted latent or seeded
+    noise). The source row is the inverted x_t at every step (``cfg.source == "inversion"``) or
+    its own DDIM reconstruction from x_T (``"reconstruction"``). The injector must be installed.
+    """
+    scheduler.set_timesteps(cfg.steps, device=start_latent.device)
+    timesteps = [int(t) for t in scheduler.timesteps]
+    inverted.check_grid(timesteps)
+    k = text.num_prompts
+    latents = start_latent.expand(k, -1, -1, -1) * scheduler.init_noise_sigma
+    source = inverted.at(timesteps[0])
+    latent_hw = (latents.shape[-2], latents.shape[-1])
+    for state in injection_schedule(cfg, timesteps, k):
+        t = state.timestep
+        layout = state.layout
+        if layout.has_source and cfg.source == "inversion":
+            source = inverted.at(t)
+        rows = [source] if layout.has_source else []
+        model_input = torch.cat([*rows, latents, latents], dim=0)
+        model_input = scheduler.scale_model_input(model_input, t)
+        with injector.step(state, latent_hw):
+            noise = unet(model_input, t, encoder_hidden_states=text.batch(layout)).sample
+        noise_uncond, noise_cond = noise[layout.uncond], noise[layout.cond]
+        guided = noise_uncond + cfg.guidance * (noise_cond - noise_uncond)
+        latents = scheduler.step(guided, t, latents).prev_sample
+        if layout.has_source and cfg.source == "reconstruction":
+            source = scheduler.step(noise[layout.source], t, source).prev_sample
+        if callback is not None:
+            callback(state.index, t, latents)
+        if progress is not None:
+            progress(1)
+    return latents

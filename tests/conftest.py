@@ -1,0 +1,49 @@
+"""Shared fixtures: a tiny SD 1.5-layout pipeline saved to disk, loaded by the real loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pnpsam.api import PnPEditor
+from pnpsam.config import EditConfig, ModelConfig
+from pnpsam.models.tiny import tiny_sd15_pipeline
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SD 1.5-layout diffusers folder (random weights, conv_out x 0.1)."""
+    folder = tmp_path_factory.mktemp("models") / "tiny-sd15"
+    tiny_sd15_pipeline(seed=0).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def editor(tiny_model_dir: Path) -> PnPEditor:
+    editor = PnPEditor.from_pretrained(ModelConfig(model=str(tiny_model_dir), device="cpu"))
+    editor.pipeline.sd.set_progress_bar_config(disable=True)
+    return editor
+
+
+@pytest.fixture()
+def small_config(editor: PnPEditor) -> EditConfig:
+    """32 px images (16x16 latents) and 10 steps: fast, and thresholds give 8 / 5 steps."""
+    cfg = editor.default_config()
+    cfg.preprocess.size = 32
+    cfg.inversion.steps = 10
+    cfg.pnp.steps = 10
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def photo() -> Image.Image:
+    """A real photo shipped with scikit-image (astronaut, 512x512 RGB)."""
+    from skimage import data
+
+    return Image.fromarray(np.asarray(data.astronaut()))
