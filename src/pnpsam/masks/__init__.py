@@ -1,0 +1,92 @@
+"""Subject masks: getting them (SAM clicks, text, a file, GrabCut fallback), mask tools, and the
+report's pixel-space background weakening with brightness restores.
+
+Masks are ``HxW float32`` in [0, 1], 1 = subject.
+"""
+
+from pnpsam.masks.config import (
+    DEFAULT_SAM_MODEL,
+    DEFAULT_TEXT_MODEL,
+    MaskConfig,
+    PromptError,
+    WeakenConfig,
+    validate_prompts,
+)
+from pnpsam.masks.files import MaskFileError, load_mask_file
+from pnpsam.masks.grabcut import grabcut_from_prompts
+from pnpsam.masks.ops import (
+    EmptyMaskWarning,
+    MaskCoverageError,
+    check_mask_coverage,
+    feather_mask,
+    fill_mask_holes,
+    grow_mask,
+    invert_mask,
+    largest_component,
+    overlay_mask,
+    resize_mask,
+    subject_fraction,
+)
+from pnpsam.masks.sam import NotASamModelError, SamPointSegmenter, SamPrediction
+from pnpsam.masks.select import (
+    MaskMaker,
+    SamUnavailableWarning,
+    SubjectMask,
+    finish_mask,
+    make_subject_mask,
+)
+from pnpsam.masks.text import (
+    NotATextSegmenterError,
+    TextSegmenter,
+    probability_to_mask,
+    prompts_from_mask,
+)
+from pnpsam.masks.weaken import (
+    DarknessStats,
+    background_gain,
+    luminance,
+    measure_darkness,
+    restore_brightness,
+    weaken_background,
+)
+
+__all__ = [
+    "DEFAULT_SAM_MODEL",
+    "DEFAULT_TEXT_MODEL",
+    "DarknessStats",
+    "EmptyMaskWarning",
+    "MaskConfig",
+    "MaskCoverageError",
+    "MaskFileError",
+    "MaskMaker",
+    "NotASamModelError",
+    "NotATextSegmenterError",
+    "PromptError",
+    "SamPointSegmenter",
+    "SamPrediction",
+    "SamUnavailableWarning",
+    "SubjectMask",
+    "TextSegmenter",
+    "WeakenConfig",
+    "background_gain",
+    "check_mask_coverage",
+    "feather_mask",
+    "fill_mask_holes",
+    "finish_mask",
+    "grabcut_from_prompts",
+    "grow_mask",
+    "invert_mask",
+    "largest_component",
+    "load_mask_file",
+    "luminance",
+    "make_subject_mask",
+    "measure_darkness",
+    "overlay_mask",
+    "probability_to_mask",
+    "prompts_from_mask",
+    "resize_mask",
+    "restore_brightness",
+    "subject_fraction",
+    "validate_prompts",
+    "weaken_background",
+]

@@ -1,0 +1,236 @@
+"""Front of the masks package: turn a :class:`MaskConfig` into the subject mask.
+
+Loads the models a config asks for (SAM / SAM-2, CLIPSeg), keeps them and the last image
+embedding between calls (a UI can call :meth:`MaskMaker.make` on every click and pay for the
+image encoder once), falls back to GrabCut when SAM cannot be loaded, then applies the mask tools
+(fill holes -> grow/shrink -> invert -> feather) and the coverage check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from pnpsam.masks.config import MaskConfig, MaskMethod
+from pnpsam.masks.files import load_mask_file
+from pnpsam.masks.grabcut import grabcut_from_prompts
+from pnpsam.masks.ops import (
+    as_rgb_image,
+    check_mask_coverage,
+    feather_mask,
+    fill_mask_holes,
+    grow_mask,
+    invert_mask,
+    subject_fraction,
+)
+from pnpsam.masks.sam import SamPointSegmenter
+from pnpsam.masks.text import TextSegmenter, probability_to_mask, prompts_from_mask
+
+
+class SamUnavailableWarning(UserWarning):
+    """SAM weights could not be loaded; the mask comes from the GrabCut fallback."""
+
+
+@dataclass
+class SubjectMask:
+    """The subject mask and how it was made.
+
+    ``mask``: ``HxW float32`` in [0, 1], 1 = subject, after all mask tools. ``usable`` is False
+    when the mask is (almost) empty: the caller then runs plain PnP (a warning was issued).
+    ``details`` is JSON-ready provenance for the resolved config (model id, candidate scores,
+    chosen index, threshold, timings...).
+    """
+
+    mask: np.ndarray
+    method: MaskMethod
+    usable: bool = True
+    chosen_index: int | None = None
+    scores: list[float] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def provenance(self) -> dict[str, Any]:
+        """What goes into the resolved config JSON under the mask key."""
+        return {
+            "method": self.method,
+            "usable": self.usable,
+            "chosen_index": self.chosen_index,
+            "scores": [round(s, 4) for s in self.scores],
+            "subject_fraction": round(subject_fraction(self.mask), 4),
+            **self.details,
+        }
+
+
+def _image_key(image: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape)
+
+
+class MaskMaker:
+    """Makes subject masks per config; caches loaded models and the last SAM image embedding."""
+
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        **load_kwargs: Any,
+    ) -> None:
+        self.device = device
+        self.dtype = dtype
+        self.load_kwargs = load_kwargs  # passed to every from_pretrained (e.g. local_files_only)
+        self._sam: dict[str, SamPointSegmenter] = {}
+        self._sam_image_key: dict[str, str] = {}
+        self._text: dict[str, TextSegmenter] = {}
+
+    def sam(self, model_id: str) -> SamPointSegmenter:
+        """The SAM segmenter for ``model_id``, loaded on first use."""
+        if model_id not in self._sam:
+            self._sam[model_id] = SamPointSegmenter.from_pretrained(
+                model_id, device=self.device, dtype=self.dtype, **self.load_kwargs
+            )
+        return self._sam[model_id]
+
+    def text_segmenter(self, model_id: str) -> TextSegmenter:
+        """The text segmenter for ``model_id``, loaded on first use."""
+        if model_id not in self._text:
+            self._text[model_id] = TextSegmenter.from_pretrained(
+                model_id, device=self.device, dtype=self.dtype, **self.load_kwargs
+            )
+        return self._text[model_id]
+
+    def _sam_on_image(self, model_id: str, image: np.ndarray) -> SamPointSegmenter:
+        segmenter = self.sam(model_id)
+        key = _image_key(image)
+        if not segmenter.is_image_set or self._sam_image_key.get(model_id) != key:
+            segmenter.set_image(image)
+            self._sam_image_key[model_id] = key
+        return segmenter
+
+    def make(self, image: np.ndarray, cfg: MaskConfig) -> SubjectMask | None:
+        """The subject mask of ``image`` (``HxWx3 uint8`` RGB) as ``cfg`` asks, or None when
+        ``cfg`` names no source (plain PnP).
+
+        Raises ``ValueError`` subclasses for bad clicks, files and configs and
+        :class:`~pnpsam.masks.ops.MaskCoverageError` for an all-subject mask; an empty mask
+        warns and comes back with ``usable=False``.
+        """
+        pixels = as_rgb_image(image)
+        height, width = pixels.shape[:2]
+        cfg.validate(height, width)
+        if not cfg.has_source:
+            return None
+        started = time.perf_counter()
+        if cfg.mask_file:
+            raw = SubjectMask(
+                load_mask_file(cfg.mask_file, height, width),
+                "file",
+                details={"mask_file": str(cfg.mask_file)},
+            )
+        elif cfg.points or cfg.box is not None:
+            raw = self._from_clicks(pixels, cfg)
+        else:
+            raw = self._from_text(pixels, cfg)
+        raw.details["seconds"] = round(time.perf_counter() - started, 4)
+        return finish_mask(raw, cfg)
+
+    def _from_clicks(self, image: np.ndarray, cfg: MaskConfig) -> SubjectMask:
+        try:
+            segmenter = self._sam_on_image(cfg.sam_model, image)
+        except OSError as error:  # no weights: offline, unknown id, missing folder
+            if not cfg.grabcut_fallback:
+                raise
+            warnings.warn(
+                f"could not load SAM {cfg.sam_model!r} ({error}); using the OpenCV GrabCut "
+                "fallback seeded from the clicks, which is much rougher than SAM",
+                SamUnavailableWarning,
+                stacklevel=3,
+            )
+            mask = grabcut_from_prompts(image, cfg.points, cfg.neg_points, cfg.box)
+            return SubjectMask(mask, "grabcut", details={"sam_error": str(error)})
+        points = [*cfg.points, *cfg.neg_points]
+        labels = [1] * len(cfg.points) + [0] * len(cfg.neg_points)
+        prediction = segmenter.predict(points, labels, cfg.box, multimask=True)
+        chosen = prediction.best_index if cfg.multimask_index is None else cfg.multimask_index
+        return SubjectMask(
+            prediction.select(chosen).astype(np.float32),
+            "sam2" if segmenter.family == "sam2" else "sam",
+            chosen_index=chosen,
+            scores=[float(s) for s in prediction.iou_scores],
+            details={"sam_model": cfg.sam_model},
+        )
+
+    def _from_text(self, image: np.ndarray, cfg: MaskConfig) -> SubjectMask:
+        assert cfg.subject is not None  # has_source and no clicks/file
+        probability = self.text_segmenter(cfg.text_model).probability_map(image, cfg.subject)
+        coarse = probability_to_mask(probability, cfg.text_threshold, cfg.text_largest_component)
+        details: dict[str, Any] = {
+            "subject": cfg.subject,
+            "text_model": cfg.text_model,
+            "text_threshold": cfg.text_threshold,
+            "peak_probability": round(float(probability.max()), 4),
+            "refined_with": None,
+        }
+        if not coarse.any():
+            return SubjectMask(coarse, "text", details=details)
+        # Refine CLIPSeg's coarse blob with SAM when SAM is available: box + peak as prompts.
+        try:
+            segmenter = self._sam_on_image(cfg.sam_model, image)
+        except OSError as error:
+            details["sam_error"] = str(error)
+            return SubjectMask(coarse, "text", details=details)
+        box, peak = prompts_from_mask(coarse, probability)
+        prediction = segmenter.predict([peak], [1], box, multimask=True)
+        chosen = prediction.best_index if cfg.multimask_index is None else cfg.multimask_index
+        details.update(refined_with=cfg.sam_model, sam_box=list(box), sam_point=list(peak))
+        return SubjectMask(
+            prediction.select(chosen).astype(np.float32),
+            "text",
+            chosen_index=chosen,
+            scores=[float(s) for s in prediction.iou_scores],
+            details=details,
+        )
+
+
+def finish_mask(raw: SubjectMask, cfg: MaskConfig) -> SubjectMask:
+    """Apply the mask tools in a fixed order and the coverage check.
+
+    Order: fill holes and grow/shrink act on the selected object, then invert (if asked), then
+    feather, so the soft edge is symmetric whichever side is the subject.
+    """
+    mask = raw.mask
+    if cfg.fill_holes:
+        mask = fill_mask_holes(mask)
+    mask = grow_mask(mask, cfg.grow_px)
+    if cfg.invert:
+        mask = invert_mask(mask)
+    mask = feather_mask(mask, cfg.feather_px)
+    usable = check_mask_coverage(mask, cfg.min_coverage, cfg.max_coverage)
+    tools = {
+        "fill_holes": cfg.fill_holes,
+        "grow_px": cfg.grow_px,
+        "invert": cfg.invert,
+        "feather_px": cfg.feather_px,
+    }
+    return SubjectMask(
+        mask,
+        raw.method,
+        usable=usable,
+        chosen_index=raw.chosen_index,
+        scores=raw.scores,
+        details={**raw.details, **tools},
+    )
+
+
+def make_subject_mask(
+    image: np.ndarray,
+    cfg: MaskConfig,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    **load_kwargs: Any,
+) -> SubjectMask | None:
+    """One-shot :meth:`MaskMaker.make` (loads models each call; keep a MaskMaker to reuse them)."""
+    return MaskMaker(device, dtype, **load_kwargs).make(image, cfg)

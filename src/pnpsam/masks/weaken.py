@@ -1,0 +1,187 @@
+"""The report's scheme 3: weaken the background in pixel space, then restore brightness.
+
+Images here are ``HxWx3 float32`` RGB in ``[0, 1]``; masks ``HxW float32`` in ``[0, 1]``
+(1 = subject). Soft mask values blend linearly between the subject and background treatment.
+Luminance is Rec.601 luma ``Y`` (OpenCV's RGB -> YCrCb).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from pnpsam.masks.config import BACKGROUND_MODES, RESTORE_MODES, BackgroundMode, RestoreMode
+from pnpsam.masks.ops import as_mask
+
+_EPS = 1e-6
+
+
+def _check_image(image: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"{name} must be HxWx3 RGB, got shape {array.shape}")
+    out = array.astype(np.float32)
+    low, high = float(out.min()), float(out.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"{name} values must be in [0, 1], got range [{low}, {high}]")
+    return out
+
+
+def _check_pair(image: np.ndarray, mask: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    rgb = _check_image(image, name)
+    weights = as_mask(mask)
+    if weights.shape != rgb.shape[:2]:
+        raise ValueError(f"mask shape {weights.shape} differs from {name} size {rgb.shape[:2]}")
+    return rgb, weights
+
+
+def _check_factor(factor: float) -> None:
+    if not 0.0 < factor <= 1.0:
+        raise ValueError(f"dim factor must be in (0, 1], got {factor}")
+
+
+def background_gain(mask: np.ndarray, mode: BackgroundMode, factor: float = 0.5) -> np.ndarray:
+    """Per-pixel multiplier ``HxW float32`` that weakening applies: 1 on the subject.
+
+    ``keep``: 1 everywhere; ``remove``: ``mask`` (background -> 0); ``dim``:
+    ``factor + (1 - factor) * mask`` (background x factor).
+    """
+    weights = as_mask(mask)
+    if mode == "keep":
+        return np.ones_like(weights)
+    if mode == "remove":
+        return weights
+    if mode == "dim":
+        _check_factor(factor)
+        return (factor + (1.0 - factor) * weights).astype(np.float32)
+    raise ValueError(f"background mode must be one of {BACKGROUND_MODES}, got {mode!r}")
+
+
+def weaken_background(
+    image: np.ndarray, mask: np.ndarray, mode: BackgroundMode, factor: float = 0.5
+) -> np.ndarray:
+    """Weaken the background of an ``HxWx3 float32 [0, 1]`` image before inversion.
+
+    ``keep`` returns a copy, ``remove`` fills the background with 0 (the report's failed variant),
+    ``dim`` multiplies it by ``factor`` (the report's working variant, factor 0.5).
+    """
+    rgb, weights = _check_pair(image, mask, "image")
+    return rgb * background_gain(weights, mode, factor)[..., None]
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """Rec.601 luma ``HxW float32`` of an ``HxWx3 float32 [0, 1]`` RGB image."""
+    rgb = _check_image(image, "image")
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)[..., 0]
+
+
+def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
+    """Mean of ``values`` under soft ``weights``; NaN when the weights are all zero."""
+    total = float(weights.sum())
+    return float((values * weights).sum() / total) if total > _EPS else float("nan")
+
+
+def _weighted_mean_std(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    mean = _weighted_mean(values, weights)
+    if np.isnan(mean):
+        raise ValueError("the background is empty, so its luminance cannot be matched")
+    return mean, _weighted_mean((values - mean) ** 2, weights) ** 0.5
+
+
+def restore_brightness(
+    output: np.ndarray,
+    mask: np.ndarray,
+    mode: RestoreMode,
+    factor: float = 0.5,
+    source: np.ndarray | None = None,
+) -> np.ndarray:
+    """Undo the darkening of a decoded ``HxWx3 float32 [0, 1]`` output; result clipped to [0, 1].
+
+    - ``none``: a copy.
+    - ``global`` (the report's fix): the whole output x ``1 / factor``. The subject, which was never
+      dimmed, gets brightened too.
+    - ``masked``: x ``1 / factor`` only where the background was dimmed, following the soft mask:
+      gain ``1 + (1 / factor - 1) * (1 - mask)``, the exact inverse of ``dim``.
+    - ``luminance``: match the mean and standard deviation of the output background's luma to
+      the ORIGINAL ``source`` background's (``source`` required: the image before weakening). Each
+      pixel's RGB is scaled by ``Y_target / Y``, which keeps hue and chromaticity; the change is
+      weighted by ``1 - mask`` so the subject is untouched. Caveat: the target background is meant
+      to differ from the source, so this pulls its brightness back to the source's level.
+    """
+    rgb, weights = _check_pair(output, mask, "output")
+    if mode == "none":
+        return rgb.copy()
+    if mode == "global":
+        _check_factor(factor)
+        return np.clip(rgb / factor, 0.0, 1.0)
+    if mode == "masked":
+        return np.clip(rgb / background_gain(weights, "dim", factor)[..., None], 0.0, 1.0)
+    if mode == "luminance":
+        if source is None:
+            raise ValueError("restore='luminance' needs the source image (before weakening)")
+        src, _ = _check_pair(source, weights, "source")
+        background = 1.0 - weights
+        y_out = luminance(rgb)
+        mean_out, std_out = _weighted_mean_std(y_out, background)
+        mean_src, std_src = _weighted_mean_std(luminance(src), background)
+        # A flat output background has no spread to rescale: shift its mean only.
+        scale = std_src / std_out if std_out > _EPS else 1.0
+        y_target = np.clip(mean_src + (y_out - mean_out) * scale, 0.0, None)
+        gain = y_target / np.maximum(y_out, _EPS)
+        blended_gain = 1.0 + (gain - 1.0) * background
+        return np.clip(rgb * blended_gain[..., None], 0.0, 1.0)
+    raise ValueError(f"restore mode must be one of {RESTORE_MODES}, got {mode!r}")
+
+
+@dataclass(frozen=True)
+class DarknessStats:
+    """Mean luma of an output against its source, overall and per region (the report's
+    "darkness problem": outputs of ``dim`` come out darker than the source)."""
+
+    output_mean: float
+    source_mean: float
+    output_background_mean: float
+    source_background_mean: float
+    output_subject_mean: float
+    source_subject_mean: float
+
+    @property
+    def ratio(self) -> float:
+        """Output / source mean luma over the whole image (1 = no darkening)."""
+        return self.output_mean / max(self.source_mean, _EPS)
+
+    @property
+    def background_ratio(self) -> float:
+        return self.output_background_mean / max(self.source_background_mean, _EPS)
+
+    @property
+    def subject_ratio(self) -> float:
+        return self.output_subject_mean / max(self.source_subject_mean, _EPS)
+
+    def as_dict(self) -> dict[str, float]:
+        """All means and ratios, for metrics files."""
+        return {
+            **asdict(self),
+            "ratio": self.ratio,
+            "background_ratio": self.background_ratio,
+            "subject_ratio": self.subject_ratio,
+        }
+
+
+def measure_darkness(output: np.ndarray, source: np.ndarray, mask: np.ndarray) -> DarknessStats:
+    """Mean luma of ``output`` and ``source`` (both ``HxWx3 float32 [0, 1]``, same size), overall
+    and weighted by the background (``1 - mask``) and subject (``mask``) soft weights."""
+    out_rgb, weights = _check_pair(output, mask, "output")
+    src_rgb, _ = _check_pair(source, weights, "source")
+    y_out, y_src = luminance(out_rgb), luminance(src_rgb)
+    background = 1.0 - weights
+    return DarknessStats(
+        output_mean=float(y_out.mean()),
+        source_mean=float(y_src.mean()),
+        output_background_mean=_weighted_mean(y_out, background),
+        source_background_mean=_weighted_mean(y_src, background),
+        output_subject_mean=_weighted_mean(y_out, weights),
+        source_subject_mean=_weighted_mean(y_src, weights),
+    )

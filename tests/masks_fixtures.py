@@ -1,0 +1,128 @@
+"""Tiny random-weight SAM and CLIPSeg checkpoints for the masks tests.
+
+Each builder saves a model plus its processor to ``folder`` like a hub checkpoint, so tests load
+it back through the real ``from_pretrained`` path. Random weights give meaningless masks: these
+test plumbing; mask logic is tested on constructed masks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (
+    CLIPSegConfig,
+    CLIPSegForImageSegmentation,
+    CLIPSegProcessor,
+    CLIPSegTextConfig,
+    CLIPSegVisionConfig,
+    SamConfig,
+    SamImageProcessorPil,
+    SamMaskDecoderConfig,
+    SamModel,
+    SamProcessor,
+    SamPromptEncoderConfig,
+    SamVisionConfig,
+    ViTImageProcessorPil,
+)
+
+from pnpsam.models.offline import build_offline_clip_tokenizer
+
+TINY_SAM_INPUT = 256  # model input side; the embedding grid is TINY_SAM_INPUT / 16 = 16
+
+
+def save_tiny_sam(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer SAM at 256 px input (real SAM: 1024) with a PIL processor, saved to ``folder``."""
+    patch = 16
+    vision = SamVisionConfig(
+        hidden_size=32,
+        output_channels=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        patch_size=patch,
+        window_size=7,
+        global_attn_indexes=[1],
+        mlp_dim=64,
+        num_pos_feats=16,
+        image_size=TINY_SAM_INPUT,
+    )
+    prompt = SamPromptEncoderConfig(
+        hidden_size=32,
+        mask_input_channels=4,
+        image_size=TINY_SAM_INPUT,
+        image_embedding_size=TINY_SAM_INPUT // patch,
+    )
+    decoder = SamMaskDecoderConfig(
+        hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32
+    )
+    torch.manual_seed(seed)
+    model = SamModel(
+        SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
+    )
+    low_res = 4 * TINY_SAM_INPUT // patch  # the decoder's mask logits are 4x the embedding grid
+    processor = SamProcessor(
+        image_processor=SamImageProcessorPil(
+            size={"longest_edge": TINY_SAM_INPUT},
+            pad_size={"height": TINY_SAM_INPUT, "width": TINY_SAM_INPUT},
+            mask_size={"longest_edge": low_res},
+            mask_pad_size={"height": low_res, "width": low_res},
+        )
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_clipseg(folder: Path, seed: int = 0) -> Path:
+    """A 3-layer CLIPSeg at 64 px input with the offline CLIP tokenizer, saved to ``folder``."""
+    tokenizer = build_offline_clip_tokenizer(["the", "goldfish", "cat", "cup"])
+    text = CLIPSegTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    vision = CLIPSegVisionConfig(
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=64,
+        patch_size=16,
+    )
+    config = CLIPSegConfig(
+        text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        projection_dim=32,
+        extract_layers=[0, 1, 2],
+        reduce_dim=16,
+        decoder_intermediate_size=32,
+        decoder_num_attention_heads=2,
+    )
+    torch.manual_seed(seed)
+    model = CLIPSegForImageSegmentation(config)
+    image_processor = ViTImageProcessorPil(
+        size={"height": 64, "width": 64},
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
+    CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def disc_mask(height: int, width: int, cx: float, cy: float, radius: float) -> np.ndarray:
+    """``HxW float32`` 0/1 disc of ``radius`` pixels around ``(cx, cy)``."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    return (((xx - cx) ** 2 + (yy - cy) ** 2) <= radius**2).astype(np.float32)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two masks thresholded at 0.5."""
+    a, b = a > 0.5, b > 0.5
+    return float((a & b).sum() / max(1, (a | b).sum()))
