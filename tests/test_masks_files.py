@@ -41,7 +41,7 @@ def test_every_kind_of_mask_png_loads_resized(tmp_path: Path, mode: str) -> None
     picture.save(path)
     mask = load_mask_file(path, 90, 120)
     assert mask.shape == (90, 120) and mask.dtype == np.float32
-    assert 0.0 <= mask.min() and mask.max() <= 1.0
+    assert mask.min() >= 0.0 and mask.max() <= 1.0
     assert iou(mask, _rect(90, 120)) > 0.95
 
 
@@ -53,7 +53,7 @@ def test_soft_greyscale_values_survive(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.png"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.png"):
         load_mask_file(tmp_path / "nope.png", 10, 10)
 
 
@@ -68,5 +68,5 @@ def test_a_colour_photo_is_rejected(tmp_path: Path) -> None:
     from skimage import data
 
     Image.fromarray(data.coffee()).save(tmp_path / "coffee.jpg")
-    with pytest.raises(MaskFileError, match="coffee.jpg.*distinct colours"):
+    with pytest.raises(MaskFileError, match=r"coffee\.jpg.*distinct colours"):
         load_mask_file(tmp_path / "coffee.jpg", 100, 150)

@@ -52,7 +52,7 @@ def test_soft_mask_blends_linearly() -> None:
 def test_bad_weakening_inputs() -> None:
     image = np.zeros((4, 4, 3), np.float32)
     mask = np.zeros((4, 4), np.float32)
-    with pytest.raises(ValueError, match="got 0.0"):
+    with pytest.raises(ValueError, match=r"got 0\.0"):
         weaken_background(image, mask, "dim", 0.0)
     with pytest.raises(ValueError, match="'blur'"):
         weaken_background(image, mask, "blur")  # type: ignore[arg-type]
