@@ -7,8 +7,11 @@ blacked-out pixels count as perfectly preserved; we do the same, with images in 
 * PSNR: ``10 log10(1 / MSE)`` with ``data_range=1.0`` (``skimage.metrics.peak_signal_noise_ratio``);
   ``inf`` for identical images.
 * SSIM: ``skimage.metrics.structural_similarity`` with ``data_range=1.0``, an 11-tap Gaussian
-  window of sigma 1.5 and population covariances (Wang et al. 2004, the settings torchmetrics'
-  ``StructuralSimilarityIndexMeasure`` defaults to), averaged over the three channels.
+  window of sigma 1.5 and population covariances (Wang et al. 2004), averaged over the channels
+  and over the image less a 5-pixel border. Checked here against torchmetrics 1.9's SSIM map:
+  equal to 1e-7 when that map is cropped the same way, which is what torchmetrics did before
+  1.5 (PIE-Bench's time); torchmetrics >= 1.5 averages the reflect-padded full map instead
+  (about 0.01 higher on dissimilar photos).
 * MSE: mean squared difference over all pixels and channels.
 
 PIE-Bench reports MSE x 10^4 and SSIM x 10^2; these functions return raw values.

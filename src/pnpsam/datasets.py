@@ -1,0 +1,482 @@
+"""Benchmark and user datasets as one list of :class:`EditItem` (front-end tier: reads files).
+
+Three formats:
+
+* **PIE-Bench** (DirectInversion, ICLR 2024): ``mapping_file.json`` plus ``annotation_images/``.
+  Each entry has ``image_path``, ``original_prompt``, ``editing_prompt`` (``[...]`` marks the
+  words that differ; we strip the brackets, as PIE-Bench's scripts do), ``editing_instruction``,
+  ``editing_type_id``, ``blended_word`` and a run-length ``mask`` of the edited region (decoded
+  by :func:`decode_pie_rle`, PIE-Bench's own convention).
+* **PnP TI2I** (Wild-TI2I, ImageNetR-TI2I, ImageNetR-Fake-TI2I): a YAML *list* of entries with
+  ``target_prompts`` (list), and either ``init_img`` (a real image; path as written in the
+  benchmark, e.g. ``/ImageNetR-TI2I/cat/sketch_20.jpg`` relative to the benchmark root) with an
+  optional ``source_prompt``, or — for the *-Fake-* sets, whose images PnP generates —
+  ``source_prompt``, ``seed``, ``scale`` and ``ddim_steps`` and no image. The PnP repository
+  itself ships only its experiment configs (``configs/pnp/*.yaml``); this layout is the one the
+  released benchmark files use, as read by public loaders of them.
+* **Manifest** for a user's own folder: JSONL (one object a line) or CSV (a header row), paths
+  relative to the manifest's folder. Fields: ``image`` (required); ``target_prompts`` (list; or
+  ``target_prompt``, one string); ``source_prompt``; ``id``; ``seed``; ``points`` (``[[x, y],
+  ...]`` pixels) with ``point_labels`` (1 = subject, 0 = not; default all 1); ``box``
+  (``[x0, y0, x1, y1]`` pixels); ``mask`` (image file, white = subject). Other fields go to
+  ``extra``. In CSV, list cells are JSON (``[[10, 20]]``) and ``target_prompts`` may also be
+  ``|``-separated text.
+
+Every loading error is a :class:`DatasetError` naming the file, the entry (index and id) and the
+field.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from PIL import Image
+
+PIE_MASK_SHAPE = (512, 512)  # PIE-Bench annotates every image at 512 x 512
+PIE_SEED = 1234  # the seed PIE-Bench's run_editing_*.py scripts set before every edit
+
+
+class DatasetError(ValueError):
+    """A dataset file or entry is malformed; the message names the file, entry and field."""
+
+
+@dataclass(frozen=True)
+class RleMask:
+    """A PIE-Bench run-length mask, decoded on demand (700 decoded masks would take 180 MB)."""
+
+    pairs: tuple[int, ...]  # flat (start, length) pairs over the row-major flattened image
+    shape: tuple[int, int] = PIE_MASK_SHAPE  # (H, W)
+    mark_border: bool = True  # PIE-Bench sets the 1-pixel frame to 1 ("annotation errors")
+
+    def decode(self) -> np.ndarray:
+        """``HxW`` bool, True = edited region."""
+        return decode_pie_rle(self.pairs, self.shape, self.mark_border)
+
+
+def decode_pie_rle(
+    pairs: Sequence[int], shape: tuple[int, int] = PIE_MASK_SHAPE, mark_border: bool = True
+) -> np.ndarray:
+    """Decode PIE-Bench's mask RLE to ``HxW`` bool (True = edited region).
+
+    Convention of DirectInversion's ``mask_decode``: ``pairs`` is ``[start0, length0, start1,
+    length1, ...]``; each run sets ``length`` pixels from flat index ``start`` of the row-major
+    flattened ``H*W`` image, clipped at the end of the image; then (``mark_border``) the first and
+    last row and column are set to True, as their decoder does to absorb annotation errors.
+    """
+    height, width = shape
+    if len(pairs) % 2:
+        raise ValueError(f"RLE needs (start, length) pairs, got an odd count {len(pairs)}")
+    runs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if (runs < 0).any():
+        raise ValueError(f"RLE starts and lengths must be >= 0, got {runs[(runs < 0).any(1)][0]}")
+    flat = np.zeros(height * width, dtype=bool)
+    for start, length in runs:
+        flat[start : start + length] = True  # slicing clips at the end like their min()
+    mask = flat.reshape(height, width)
+    if mark_border:
+        mask[[0, -1], :] = True
+        mask[:, [0, -1]] = True
+    return mask
+
+
+@dataclass(frozen=True)
+class EditItem:
+    """One source image and its edits; masks are ``HxW`` with 1 = subject / edited region."""
+
+    id: str  # unique within its dataset; names output files
+    image_path: Path | None  # None: a generated source (PnP's *-Fake-TI2I), see ``extra``
+    source_prompt: str  # "" when unknown (PnP inverts real images with an empty prompt)
+    target_prompts: tuple[str, ...]  # at least one
+    points: tuple[tuple[float, float], ...] | None = None  # (x, y) pixels, SAM clicks
+    point_labels: tuple[int, ...] | None = None  # one per point: 1 = subject, 0 = not
+    box: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 pixels
+    mask: Path | np.ndarray | RleMask | None = None  # file, HxW array, or PIE-Bench RLE
+    seed: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)  # format-specific fields, verbatim
+
+    def load_mask(self) -> np.ndarray | None:
+        """The mask as ``HxW`` bool (True = subject / edited region), or None."""
+        if self.mask is None:
+            return None
+        if isinstance(self.mask, RleMask):
+            return self.mask.decode()
+        if isinstance(self.mask, np.ndarray):
+            return self.mask.astype(bool)
+        with Image.open(self.mask) as image:
+            return np.asarray(image.convert("L")) >= 128
+
+
+def _fail(source: Path, index: int, item_id: object, field_name: str, problem: str) -> DatasetError:
+    where = f"entry {index}" + (f" (id {item_id!r})" if item_id not in (None, "") else "")
+    return DatasetError(f"{source}: {where}, field {field_name!r}: {problem}")
+
+
+class _EntryReader:
+    """Typed field access for one raw entry; every failure names file, entry and field."""
+
+    def __init__(self, source: Path, index: int, record: Mapping[str, Any], item_id: object = None):
+        self.source, self.index, self.record, self.item_id = source, index, record, item_id
+
+    def error(self, field_name: str, problem: str) -> DatasetError:
+        return _fail(self.source, self.index, self.item_id, field_name, problem)
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self.record.get(name, default)
+        if value is None:
+            raise self.error(name, "missing")
+        if not isinstance(value, str):
+            raise self.error(name, f"expected text, got {type(value).__name__} {value!r}")
+        return value
+
+    def prompts(self, name: str) -> tuple[str, ...]:
+        value = self.record.get(name)
+        if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+            raise self.error(name, f"expected a non-empty list of prompts, got {value!r}")
+        if not all(isinstance(p, str) and p.strip() for p in value):
+            raise self.error(name, f"every prompt must be non-empty text, got {value!r}")
+        return tuple(value)
+
+    def integer(self, name: str, default: int) -> int:
+        value = self.record.get(name, default)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(name, f"expected an integer, got {value!r}")
+        return value
+
+    def existing_file(self, name: str, path: Path) -> Path:
+        if not path.is_file():
+            raise self.error(name, f"file not found: {path}")
+        return path
+
+    def numbers(self, name: str, count: int | None = None) -> tuple[float, ...] | None:
+        value = self.record.get(name)
+        if value is None:
+            return None
+        ok = isinstance(value, Sequence) and not isinstance(value, str)
+        if not ok or not all(_is_number(v) for v in value) or (count and len(value) != count):
+            shape = f"{count} numbers" if count else "a list of numbers"
+            raise self.error(name, f"expected {shape}, got {value!r}")
+        return tuple(float(v) for v in value)
+
+    def points(self) -> tuple[tuple[float, float], ...] | None:
+        value = self.record.get("points")
+        if value is None:
+            return None
+        ok = isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
+        if not ok or not all(
+            isinstance(p, Sequence) and len(p) == 2 and all(_is_number(c) for c in p) for p in value
+        ):
+            raise self.error("points", f"expected [[x, y], ...] in pixels, got {value!r}")
+        return tuple((float(x), float(y)) for x, y in value)
+
+    def point_labels(
+        self, points: tuple[tuple[float, float], ...] | None
+    ) -> tuple[int, ...] | None:
+        value = self.record.get("point_labels")
+        if value is None:
+            return None if points is None else (1,) * len(points)
+        if points is None:
+            raise self.error("point_labels", "given without 'points'")
+        if (
+            not isinstance(value, Sequence)
+            or len(value) != len(points)
+            or not all(v in (0, 1) and not isinstance(v, float) for v in value)
+        ):
+            raise self.error(
+                "point_labels", f"expected {len(points)} labels of 0 or 1, got {value!r}"
+            )
+        return tuple(int(v) for v in value)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_unique_ids(items: list[EditItem], source: Path) -> list[EditItem]:
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if item.id in seen:
+            raise _fail(source, index, item.id, "id", f"duplicate of entry {seen[item.id]}")
+        seen[item.id] = index
+    return items
+
+
+# ---------------------------------------------------------------- PIE-Bench
+
+
+def load_pie_bench(
+    path: str | Path,
+    images_dir: str | Path | None = None,
+    edit_types: Sequence[str] | None = None,
+    seed: int = PIE_SEED,
+    check_files: bool = True,
+) -> list[EditItem]:
+    """Load PIE-Bench from its data folder (or its ``mapping_file.json``).
+
+    ``images_dir`` defaults to ``annotation_images/`` beside the mapping file; ``edit_types``
+    keeps only those ``editing_type_id`` values ("0" random ... "9" style). Masks stay RLE
+    (:class:`RleMask`) until :meth:`EditItem.load_mask`.
+    """
+    path = Path(path)
+    mapping_file = path / "mapping_file.json" if path.is_dir() else path
+    images = (
+        Path(images_dir) if images_dir is not None else mapping_file.parent / "annotation_images"
+    )
+    try:
+        mapping = json.loads(mapping_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise DatasetError(
+            f"{mapping_file}: cannot read PIE-Bench mapping file: {error}"
+        ) from error
+    if not isinstance(mapping, dict):
+        raise DatasetError(f"{mapping_file}: expected a JSON object of entries keyed by id")
+    wanted = None if edit_types is None else {str(t) for t in edit_types}
+    items = []
+    for index, (key, record) in enumerate(mapping.items()):
+        if not isinstance(record, dict):
+            raise _fail(mapping_file, index, key, "<entry>", "expected an object")
+        read = _EntryReader(mapping_file, index, record, key)
+        edit_type = str(record.get("editing_type_id", ""))
+        if wanted is not None and edit_type not in wanted:
+            continue
+        relative = read.text("image_path")
+        image_path = images / relative
+        if check_files:
+            read.existing_file("image_path", image_path)
+        pairs = record.get("mask")
+        if not isinstance(pairs, list) or not all(_is_number(v) and v >= 0 for v in pairs):
+            raise read.error("mask", "expected a list of non-negative run-length integers")
+        if len(pairs) % 2:
+            raise read.error("mask", f"expected (start, length) pairs, got {len(pairs)} numbers")
+        original, editing = read.text("original_prompt"), read.text("editing_prompt")
+        items.append(
+            EditItem(
+                id=str(key),
+                image_path=image_path,
+                source_prompt=_strip_brackets(original),
+                target_prompts=(_strip_brackets(editing),),
+                mask=RleMask(tuple(int(v) for v in pairs)),
+                seed=seed,
+                extra={
+                    "editing_type_id": edit_type,
+                    "editing_instruction": record.get("editing_instruction", ""),
+                    "blended_word": record.get("blended_word", ""),
+                    "original_prompt_marked": original,
+                    "editing_prompt_marked": editing,
+                },
+            )
+        )
+    return items
+
+
+def _strip_brackets(prompt: str) -> str:
+    return prompt.replace("[", "").replace("]", "")
+
+
+# ---------------------------------------------------------------- PnP TI2I
+
+
+def load_pnp_ti2i(
+    yaml_path: str | Path,
+    images_root: str | Path | None = None,
+    seed: int = 0,
+    check_files: bool = True,
+) -> list[EditItem]:
+    """Load one of PnP's TI2I benchmark YAML files (Wild-, ImageNetR-, ImageNetR-Fake-TI2I).
+
+    ``init_img`` is looked up, in order, under ``images_root`` (default: the YAML's folder),
+    its parent, and by file name in ``<root>/data`` and ``<root>``. Entries without
+    ``init_img`` are generated sources: ``image_path`` is None and ``extra`` holds their
+    ``scale`` / ``ddim_steps``. ``seed`` is used where an entry has none.
+    """
+    yaml_path = Path(yaml_path)
+    root = Path(images_root) if images_root is not None else yaml_path.parent
+    try:
+        entries = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise DatasetError(f"{yaml_path}: cannot read TI2I YAML: {error}") from error
+    if not isinstance(entries, list):
+        raise DatasetError(
+            f"{yaml_path}: expected a YAML list of entries, got {type(entries).__name__}"
+        )
+    items = []
+    for index, record in enumerate(entries):
+        if not isinstance(record, dict):
+            raise _fail(yaml_path, index, None, "<entry>", "expected a mapping")
+        read = _EntryReader(yaml_path, index, record)
+        targets = read.prompts("target_prompts")
+        source_prompt = read.text("source_prompt", default="")
+        init_img = record.get("init_img")
+        image_path = None
+        if init_img is not None:
+            init = read.text("init_img")
+            image_path = _find_ti2i_image(init, root)
+            if image_path is None:
+                if check_files:
+                    raise read.error("init_img", f"file not found under {root}: {init}")
+                image_path = root / init.lstrip("/")
+            name = Path(init).stem
+        elif not source_prompt:
+            raise read.error("init_img", "missing, and no 'source_prompt' to generate from")
+        else:
+            name = "_".join(source_prompt.split())[:40]
+        known = {"init_img", "source_prompt", "target_prompts", "seed"}
+        items.append(
+            EditItem(
+                id=f"{index:03d}_{name}",
+                image_path=image_path,
+                source_prompt=source_prompt,
+                target_prompts=targets,
+                seed=read.integer("seed", seed),
+                extra={k: v for k, v in record.items() if k not in known},
+            )
+        )
+    return items
+
+
+def _find_ti2i_image(init_img: str, root: Path) -> Path | None:
+    relative = Path(init_img.lstrip("/"))
+    candidates = [root / relative, root.parent / relative, root / "data" / relative.name]
+    candidates.append(root / relative.name)
+    return next((c for c in candidates if c.is_file()), None)
+
+
+# ---------------------------------------------------------------- manifests
+
+
+def load_manifest(path: str | Path, check_files: bool = True) -> list[EditItem]:
+    """Load a JSONL or CSV manifest (see the module docstring for the fields)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".csv"):
+        raise DatasetError(f"{path}: manifest must end in .jsonl or .csv, got {suffix!r}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read manifest: {error}") from error
+    records = _jsonl_records(text, path) if suffix == ".jsonl" else _csv_records(text, path)
+    items = [_manifest_item(path, index, record, check_files) for index, record in records]
+    return _check_unique_ids(items, path)
+
+
+def _jsonl_records(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
+    records: list[tuple[int, dict[str, Any]]] = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        index = len(records)
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            problem = f"line {line_number} is not JSON: {error}"
+            raise _fail(path, index, None, "<line>", problem) from error
+        if not isinstance(record, dict):
+            raise _fail(path, index, None, "<line>", f"line {line_number} is not a JSON object")
+        records.append((index, record))
+    return records
+
+
+_CSV_JSON_FIELDS = ("points", "point_labels", "box")
+
+
+def _csv_records(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
+    records = []
+    for index, row in enumerate(csv.DictReader(text.splitlines())):
+        record: dict[str, Any] = {
+            k.strip(): v.strip() for k, v in row.items() if k and v and v.strip()
+        }
+        targets = record.get("target_prompts")
+        if isinstance(targets, str) and not targets.startswith("["):
+            record["target_prompts"] = [t.strip() for t in targets.split("|")]
+        for name in (*_CSV_JSON_FIELDS, "target_prompts"):
+            if isinstance(record.get(name), str):
+                record[name] = _json_cell(path, index, record, name)
+        records.append((index, record))
+    return records
+
+
+def _json_cell(path: Path, index: int, record: dict[str, Any], name: str) -> Any:
+    try:
+        return json.loads(record[name])
+    except json.JSONDecodeError as error:
+        raise _fail(path, index, record.get("id"), name, f"not JSON: {error}") from error
+
+
+_MANIFEST_FIELDS = {
+    "id",
+    "image",
+    "source_prompt",
+    "target_prompts",
+    "target_prompt",
+    "points",
+    "point_labels",
+    "box",
+    "mask",
+    "seed",
+}
+
+
+def _manifest_item(path: Path, index: int, record: dict[str, Any], check_files: bool) -> EditItem:
+    folder = path.parent
+    read = _EntryReader(path, index, record, record.get("id"))
+    image = read.text("image")
+    item_id = str(record.get("id") or f"{index:04d}_{Path(image).stem}")
+    read.item_id = item_id
+    image_path = folder / image
+    if check_files:
+        read.existing_file("image", image_path)
+    if "target_prompts" in record:
+        targets = read.prompts("target_prompts")
+    elif "target_prompt" in record:
+        targets = (read.text("target_prompt"),)
+        if not targets[0].strip():
+            raise read.error("target_prompt", "empty")
+    else:
+        raise read.error("target_prompts", "missing (give 'target_prompts' or 'target_prompt')")
+    mask = None
+    if "mask" in record:
+        mask = folder / read.text("mask")
+        if check_files:
+            read.existing_file("mask", mask)
+    points = read.points()
+    box = read.numbers("box", count=4)
+    if box is not None and not (box[0] < box[2] and box[1] < box[3]):
+        raise read.error("box", f"expected x0 < x1 and y0 < y1, got {list(box)}")
+    return EditItem(
+        id=item_id,
+        image_path=image_path,
+        source_prompt=read.text("source_prompt", default=""),
+        target_prompts=targets,
+        points=points,
+        point_labels=read.point_labels(points),
+        box=None if box is None else (box[0], box[1], box[2], box[3]),
+        mask=mask,
+        seed=read.integer("seed", 0),
+        extra={k: v for k, v in record.items() if k not in _MANIFEST_FIELDS},
+    )
+
+
+# ---------------------------------------------------------------- dispatch
+
+
+def load_dataset(path: str | Path, check_files: bool = True) -> list[EditItem]:
+    """Load any supported dataset by its path: a PIE-Bench folder or ``mapping_file.json``,
+    a TI2I ``.yaml``/``.yml``, or a ``.jsonl``/``.csv`` manifest."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "mapping_file.json").is_file():
+            return load_pie_bench(path, check_files=check_files)
+        raise DatasetError(f"{path}: a folder must hold PIE-Bench's mapping_file.json")
+    if path.name.endswith(".json"):
+        return load_pie_bench(path, check_files=check_files)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return load_pnp_ti2i(path, check_files=check_files)
+    return load_manifest(path, check_files=check_files)
