@@ -1,0 +1,304 @@
+"""Train the toy-world text-to-image model and write it as a Stable Diffusion pipeline folder.
+
+Retrain (deterministic from ``--seed``; CI never trains)::
+
+    nice -n 5 .venv/bin/python -m pnpsam.toyworld.train --out src/pnpsam/assets/toy
+
+Stages: render a dataset of the toy world -> train the ``AutoencoderKL`` (MSE + L1 + tiny KL)
+-> fold the latent's per-channel mean/std into it (``scaling_factor`` = 1) -> encode the dataset
+-> train UNet + text encoder jointly (epsilon objective, SD scaled-linear schedule, 10% caption
+dropout for classifier-free guidance, min-SNR-5 weighting, offset noise 0.1, EMA) -> save the EMA
+weights as fp16 safetensors in a ``StableDiffusionPipeline`` folder. The pipeline is saved every
+``--save-every`` UNet steps too, so an interrupted run still leaves a usable model.
+
+Measured run (2 shared CPU cores, ``torch.set_num_threads(2)``): see the log lines
+``stage ... took`` and the numbers recorded in the project notes for the shipped model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers.training_utils import EMAModel
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from pnpsam.toyworld.model import (
+    ToyModelConfig,
+    build_scheduler,
+    build_text_encoder,
+    build_tokenizer,
+    build_unet,
+    build_vae,
+    fold_latent_stats,
+)
+from pnpsam.toyworld.world import render, sample_specs
+
+LOG = logging.getLogger("pnpsam.toyworld.train")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training budget and recipe (defaults = the shipped model's run)."""
+
+    seed: int = 0
+    dataset_size: int = 30000  # pre-rendered scenes; 90 label combos x ~330 each
+    vae_steps: int = 2500
+    vae_batch: int = 32
+    vae_lr: float = 1e-3
+    vae_kl_weight: float = 1e-6  # only keeps the posterior well-behaved; reconstruction matters
+    unet_steps: int = 12000
+    unet_batch: int = 64
+    unet_lr: float = 1e-3
+    warmup_steps: int = 200
+    caption_dropout: float = 0.1  # empty caption, for classifier-free guidance
+    min_snr_gamma: float = 5.0
+    offset_noise: float = 0.1  # without it the 16x16 latent's noise mean decides the background
+    ema_decay: float = 0.998
+    save_every: int = 2000
+    log_every: int = 100
+
+
+def render_dataset(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """``n`` rendered scenes: (Nx64x64x3 uint8 images, N captions)."""
+    specs = sample_specs(n, seed)
+    images = np.stack([render(spec, seed * 1_000_003 + i)[0] for i, spec in enumerate(specs)])
+    return images, [spec.caption for spec in specs]
+
+
+def to_model_range(images: np.ndarray) -> torch.Tensor:
+    """NxHxWx3 uint8 -> Nx3xHxW float32 in [-1, 1] (the VAE's input range)."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warmup then cosine decay to 10% of the peak."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def train_vae(vae: AutoencoderKL, images: np.ndarray, cfg: TrainConfig) -> None:
+    """Train ``vae`` in place on random batches of ``images`` (NxHxWx3 uint8)."""
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    vae.train()
+    start = time.time()
+    for step in range(cfg.vae_steps):
+        for group in opt.param_groups:
+            group["lr"] = cfg.vae_lr * _lr_factor(step, cfg.vae_steps, cfg.warmup_steps)
+        idx = torch.randint(len(images), (cfg.vae_batch,), generator=gen).numpy()
+        x = to_model_range(images[idx])
+        posterior = vae.encode(x).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
+        recon = vae.decode(z).sample
+        kl = posterior.kl().mean()
+        loss = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + cfg.vae_kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % cfg.log_every == 0 or step == cfg.vae_steps - 1:
+            psnr = 10 * math.log10(4.0 / F.mse_loss(recon, x).item())
+            LOG.info(
+                "vae step %d/%d loss %.4f psnr %.2f dB kl %.1f (%.0f s)",
+                step, cfg.vae_steps, loss.item(), psnr, kl.item(), time.time() - start,
+            )  # fmt: skip
+    vae.eval()
+
+
+@torch.no_grad()
+def encode_latent_means(vae: AutoencoderKL, images: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """Posterior means of ``images`` (NxHxWx3 uint8) -> Nx4xhxw float32."""
+    chunks = [
+        vae.encode(to_model_range(images[i : i + batch])).latent_dist.mean
+        for i in range(0, len(images), batch)
+    ]
+    return torch.cat(chunks)
+
+
+def tokenize(tokenizer: CLIPTokenizer, captions: Sequence[str]) -> torch.Tensor:
+    """Token ids, padded to the tokenizer's max length exactly as the SD pipeline does."""
+    return tokenizer(
+        list(captions),
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+
+
+def train_unet(
+    unet: UNet2DConditionModel,
+    text_encoder: CLIPTextModel,
+    latents: torch.Tensor,
+    token_ids: torch.Tensor,
+    empty_ids: torch.Tensor,
+    cfg: TrainConfig,
+    on_save: callable | None = None,  # type: ignore[valid-type]
+) -> tuple[EMAModel, EMAModel]:
+    """Train UNet + text encoder jointly on (latents Nx4xhxw, token_ids NxL); returns their EMAs.
+
+    ``on_save(step, unet_ema, text_ema)`` is called every ``cfg.save_every`` steps and at the end.
+    """
+    noise_sched = DDPMScheduler.from_config(build_scheduler().config)
+    alphas_cumprod = noise_sched.alphas_cumprod
+    snr = alphas_cumprod / (1.0 - alphas_cumprod)
+    # Min-SNR-gamma weight for the epsilon objective: min(snr, gamma) / snr.
+    loss_weight = torch.clamp(snr, max=cfg.min_snr_gamma) / snr
+    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-2)
+    unet_ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
+    text_ema = EMAModel(text_encoder.parameters(), decay=cfg.ema_decay)
+    unet.train()
+    text_encoder.train()
+    start = time.time()
+    running = 0.0
+    for step in range(cfg.unet_steps):
+        for group in opt.param_groups:
+            group["lr"] = cfg.unet_lr * _lr_factor(step, cfg.unet_steps, cfg.warmup_steps)
+        idx = torch.randint(len(latents), (cfg.unet_batch,), generator=gen)
+        x0 = latents[idx]
+        ids = token_ids[idx].clone()
+        drop = torch.rand(cfg.unet_batch, generator=gen) < cfg.caption_dropout
+        ids[drop] = empty_ids
+        noise = torch.randn(x0.shape, generator=gen)
+        noise += cfg.offset_noise * torch.randn((*x0.shape[:2], 1, 1), generator=gen)
+        t = torch.randint(
+            0, noise_sched.config.num_train_timesteps, (cfg.unet_batch,), generator=gen
+        )
+        noisy = noise_sched.add_noise(x0, noise, t)
+        context = text_encoder(ids)[0]
+        pred = unet(noisy, t, encoder_hidden_states=context).sample
+        per_sample = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        loss = (per_sample * loss_weight[t]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        unet_ema.step(unet.parameters())
+        text_ema.step(text_encoder.parameters())
+        running += loss.item()
+        if (step + 1) % cfg.log_every == 0:
+            elapsed = time.time() - start
+            LOG.info(
+                "unet step %d/%d loss %.4f lr %.2e (%.0f s, %.2f s/step)",
+                step + 1, cfg.unet_steps, running / cfg.log_every, opt.param_groups[0]["lr"],
+                elapsed, elapsed / (step + 1),
+            )  # fmt: skip
+            running = 0.0
+        if on_save is not None and ((step + 1) % cfg.save_every == 0 or step + 1 == cfg.unet_steps):
+            on_save(step + 1, unet_ema, text_ema)
+    return unet_ema, text_ema
+
+
+def save_pipeline(
+    out: Path,
+    vae: AutoencoderKL,
+    unet: UNet2DConditionModel,
+    text_encoder: CLIPTextModel,
+    tokenizer: CLIPTokenizer,
+) -> None:
+    """Write a ``StableDiffusionPipeline`` folder with fp16 safetensors weights (copies; the
+    given modules are left untouched)."""
+    pipe = StableDiffusionPipeline(
+        vae=copy.deepcopy(vae).half(),
+        text_encoder=copy.deepcopy(text_encoder).half(),
+        tokenizer=tokenizer,
+        unet=copy.deepcopy(unet).half(),
+        scheduler=build_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="pipeline folder to write")
+    defaults = TrainConfig()
+    for name, value in vars(defaults).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--work-dir", type=Path, default=Path("toy_work"), help="cache of the VAE and latents"
+    )
+    parser.add_argument("--vae-only", action="store_true", help="stop after the VAE stage")
+    args = parser.parse_args(argv)
+    cfg = TrainConfig(**{k: getattr(args, k) for k in vars(defaults)})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(cfg.seed)
+    LOG.info("config %s", cfg)
+    model_cfg = ToyModelConfig()
+
+    t0 = time.time()
+    images, captions = render_dataset(cfg.dataset_size, cfg.seed)
+    LOG.info("stage render: %d scenes took %.0f s", len(images), time.time() - t0)
+
+    # The VAE and the encoded dataset are cached in --work-dir so the UNet stage can be rerun
+    # (e.g. with another step budget) without retraining them; same seed = same cache.
+    vae_dir, latents_file = args.work_dir / "vae", args.work_dir / "latents.pt"
+    if (vae_dir / "config.json").is_file() and latents_file.is_file():
+        vae = AutoencoderKL.from_pretrained(vae_dir).eval()
+        latents = torch.load(latents_file)
+        LOG.info("stage vae + encode: loaded from %s", args.work_dir)
+    else:
+        t0 = time.time()
+        vae = build_vae(model_cfg)
+        train_vae(vae, images, cfg)
+        LOG.info("stage vae took %.0f s", time.time() - t0)
+
+        t0 = time.time()
+        means = encode_latent_means(vae, images)
+        mean, std = means.mean(dim=(0, 2, 3)), means.std(dim=(0, 2, 3))
+        fold_latent_stats(vae, mean, std)
+        latents = encode_latent_means(vae, images)
+        LOG.info(
+            "stage encode took %.0f s; latent mean %s std %s (after folding: %s / %s)",
+            time.time() - t0, mean.tolist(), std.tolist(),
+            latents.mean(dim=(0, 2, 3)).tolist(), latents.std(dim=(0, 2, 3)).tolist(),
+        )  # fmt: skip
+        vae.save_pretrained(vae_dir)
+        torch.save(latents, latents_file)
+    if args.vae_only:
+        return
+
+    tokenizer = build_tokenizer(model_cfg)
+    token_ids = tokenize(tokenizer, captions)
+    empty_ids = tokenize(tokenizer, [""])[0]
+    text_encoder = build_text_encoder(model_cfg, tokenizer)
+    unet = build_unet(model_cfg)
+    LOG.info(
+        "unet %.2f M params, text encoder %.2f M, vae %.2f M",
+        sum(p.numel() for p in unet.parameters()) / 1e6,
+        sum(p.numel() for p in text_encoder.parameters()) / 1e6,
+        sum(p.numel() for p in vae.parameters()) / 1e6,
+    )
+
+    def save(step: int, unet_ema: EMAModel, text_ema: EMAModel) -> None:
+        unet_copy, text_copy = copy.deepcopy(unet), copy.deepcopy(text_encoder)
+        unet_ema.copy_to(unet_copy.parameters())
+        text_ema.copy_to(text_copy.parameters())
+        save_pipeline(args.out, vae, unet_copy.eval(), text_copy.eval(), tokenizer)
+        LOG.info("saved EMA pipeline at unet step %d to %s", step, args.out)
+
+    t0 = time.time()
+    train_unet(unet, text_encoder, latents, token_ids, empty_ids, cfg, on_save=save)
+    LOG.info("stage unet took %.0f s", time.time() - t0)
+
+
+if __name__ == "__main__":
+    main()
