@@ -1,0 +1,153 @@
+"""The command line end to end on a local model folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pnpsam.cli import build_parser, main
+
+FAST = ["--size", "32", "--steps", "4", "--inversion-steps", "4", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture()
+def cat_file(tmp_path: Path, photo: Image.Image) -> Path:
+    path = tmp_path / "astronaut.jpg"
+    photo.resize((96, 64)).save(path)
+    return path
+
+
+def test_edit_writes_pngs_and_a_record_that_reproduces_them(
+    tiny_model_dir: Path, cat_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = [
+        "edit",
+        str(cat_file),
+        "--prompt",
+        "a red robot",
+        "--prompt",
+        "a blue dog",
+        "--out",
+        str(out),
+    ]
+    assert main([*args, "--model", str(tiny_model_dir), *FAST, "--pnp-f-t", "0.5"]) == 0
+    record = json.loads((out / "astronaut.json").read_text())
+    assert record["outputs"] == ["astronaut_00_a-red-robot.png", "astronaut_01_a-blue-dog.png"]
+    assert record["config"]["pnp"]["pnp_f_t"] == 0.5
+    assert record["config"]["preprocess"]["size"] == 32
+    assert record["unet_evaluations"] == 4 + 2 + 2 * 2 * 4
+    assert set(record["versions"]) >= {"torch", "diffusers", "transformers"}
+    first = Image.open(out / record["outputs"][0])
+    assert first.size == (48, 32)
+
+    again = tmp_path / "again"
+    assert (
+        main(["edit", "--config", str(out / "astronaut.json"), "--out", str(again), "--quiet"]) == 0
+    )
+    for name in record["outputs"]:
+        assert (again / name).read_bytes() == (out / name).read_bytes()
+
+
+def test_existing_outputs_are_never_overwritten(
+    tiny_model_dir: Path, cat_file: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    keep = out / "astronaut_00_a-red-robot.png"
+    keep.write_bytes(b"precious")
+    code = main(
+        [
+            "edit",
+            str(cat_file),
+            "--prompt",
+            "a red robot",
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model_dir),
+            *FAST,
+        ]
+    )
+    assert code == 2
+    assert "exists" in capsys.readouterr().err
+    assert keep.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--steps", "0"], "steps"),
+        (["--pnp-f-t", "1.2"], "pnp_f_t"),
+        (["--blend-alpha", "-1"], "blend_alpha"),
+        (["--model", "/nonexistent/model"], "/nonexistent/model"),
+        (["--residual-blocks", "40"], "residual block 40"),
+    ],
+)
+def test_bad_flags_exit_non_zero_naming_the_value(
+    tiny_model_dir, cat_file, tmp_path, capsys, extra, message
+) -> None:
+    out = tmp_path / "out"
+    argv = [
+        "edit",
+        str(cat_file),
+        "--prompt",
+        "x",
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_model_dir),
+        *FAST,
+        *extra,
+    ]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() or not any(out.glob("*.png"))
+
+
+def test_missing_image_and_prompt_are_named(tmp_path, capsys) -> None:
+    assert main(["edit", str(tmp_path / "none.jpg"), "--prompt", "x", "--out", str(tmp_path)]) == 2
+    assert "none.jpg" in capsys.readouterr().err
+    assert main(["edit", str(tmp_path / "a.jpg"), "--out", str(tmp_path)]) == 2
+    assert "--prompt" in capsys.readouterr().err
+
+
+def test_yaml_config_and_flags_override(tmp_path: Path) -> None:
+    from pnpsam.cli import resolve_run
+
+    config = tmp_path / "run.yaml"
+    config.write_text("pnp:\n  guidance: 5.0\n  steps: 20\ninversion:\n  steps: 20\n")
+    args = build_parser().parse_args(
+        ["edit", "img.png", "--prompt", "p", "--config", str(config), "--steps", "10"]
+    )
+    cfg, image, prompts = resolve_run(args)
+    assert (cfg.pnp.guidance, cfg.pnp.steps, cfg.inversion.steps) == (5.0, 10, 20)
+    assert (image, prompts) == ("img.png", ["p"])
+
+
+def test_help_explains_every_flag(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["edit", "--help"])
+    text = capsys.readouterr().out
+    for flag in [
+        "--model",
+        "--size",
+        "--steps",
+        "--inversion-steps",
+        "--guidance",
+        "--negative-prompt",
+        "--seed",
+        "--pnp-f-t",
+        "--pnp-attn-t",
+        "--source",
+        "--start",
+        "--injection",
+        "--blend-alpha",
+        "--device",
+        "--dtype",
+        "--config",
+    ]:
+        assert flag in text
