@@ -50,7 +50,7 @@ def test_pickled_checkpoint_needs_opt_in(tmp_path: Path) -> None:
 def test_corrupt_safetensors_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "model.safetensors"
     bad.write_bytes(b"\x00" * 64)
-    with pytest.raises(ModelLoadError, match="model.safetensors"):
+    with pytest.raises(ModelLoadError, match=r"model\.safetensors"):
         load_stable_diffusion(ModelConfig(model=str(bad), device="cpu"))
 
 
@@ -114,7 +114,7 @@ def test_bad_image_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(ImageInputError, match="does not exist"):
         load_image(tmp_path / "nope.png")
     (tmp_path / "notes.png").write_text("this is text")
-    with pytest.raises(ImageInputError, match="notes.png"):
+    with pytest.raises(ImageInputError, match=r"notes\.png"):
         load_image(tmp_path / "notes.png")
     Image.new("RGB", (3000, 3000)).save(tmp_path / "huge.png")
     with pytest.raises(ImageInputError, match="MP limit"):
