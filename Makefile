@@ -1,0 +1,26 @@
+# The two commands of the README. Both create (or reuse) the virtual environment in .venv.
+#   make demo   runs the main job: the offline demo on the shipped toy-world model
+#   make test   runs lint, type checks and the test suite
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.pnpsam-installed
+PYTHON ?= python3
+
+.PHONY: demo test install
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0 -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pnpsam demo --out out/demo
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+	$(BIN)/pytest
