@@ -70,3 +70,19 @@ def test_a_colour_photo_is_rejected(tmp_path: Path) -> None:
     Image.fromarray(data.coffee()).save(tmp_path / "coffee.jpg")
     with pytest.raises(MaskFileError, match=r"coffee\.jpg.*distinct colours"):
         load_mask_file(tmp_path / "coffee.jpg", 100, 150)
+
+
+def test_saved_mask_and_overlay_round_trip(tmp_path: Path) -> None:
+    from pnpsam.masks import MaskConfig, feather_mask, save_mask_outputs
+
+    image = np.full((30, 40, 3), 90, np.uint8)
+    mask = feather_mask(_rect(30, 40).astype(np.float32), 3)
+    cfg = MaskConfig(points=[(20, 15)], box=(5, 5, 35, 25))
+    paths = save_mask_outputs(tmp_path / "out", image, mask, cfg)
+    assert np.abs(load_mask_file(paths["mask"], 30, 40) - mask).max() <= 0.5 / 255 + 1e-6
+    overlay = np.asarray(Image.open(paths["overlay"]))
+    assert overlay.shape == (30, 40, 3)
+    assert np.array_equal(overlay[15, 20], [0, 200, 0])  # the click is drawn
+    with pytest.raises(ValueError, match="differs"):
+        save_mask_outputs(tmp_path / "bad", image, mask[:10], cfg)
+    assert not (tmp_path / "bad").exists()  # nothing written half-way

@@ -12,7 +12,7 @@ from pnpsam.masks.config import (
     WeakenConfig,
     validate_prompts,
 )
-from pnpsam.masks.files import MaskFileError, load_mask_file
+from pnpsam.masks.files import MaskFileError, load_mask_file, save_mask_outputs, save_mask_png
 from pnpsam.masks.grabcut import grabcut_from_prompts
 from pnpsam.masks.ops import (
     EmptyMaskWarning,
@@ -86,6 +86,8 @@ __all__ = [
     "prompts_from_mask",
     "resize_mask",
     "restore_brightness",
+    "save_mask_outputs",
+    "save_mask_png",
     "subject_fraction",
     "validate_prompts",
     "weaken_background",

@@ -1,4 +1,5 @@
-"""Reading a mask the user already has (front-end tier: file I/O lives here, not in ``ops``)."""
+"""Mask files (front-end tier: file I/O lives here, not in ``ops``): reading a mask the user
+already has, and writing the mask used plus an overlay beside the outputs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pnpsam.masks.ops import mask_from_image_array, resize_mask
+from pnpsam.masks.config import MaskConfig
+from pnpsam.masks.ops import as_mask, mask_from_image_array, overlay_mask, resize_mask
 
 
 class MaskFileError(ValueError):
@@ -42,3 +44,35 @@ def load_mask_file(path: str | Path, height: int, width: int) -> np.ndarray:
     except ValueError as error:
         raise MaskFileError(str(error)) from error
     return resize_mask(mask, height, width)
+
+
+def save_mask_png(path: str | Path, mask: np.ndarray) -> Path:
+    """Write a mask as an 8-bit greyscale PNG (255 = subject; soft values kept to 1/255).
+
+    :func:`load_mask_file` reads it back (to within 1/255), so a saved mask can be reused
+    with ``--mask``.
+    """
+    file = Path(path)
+    grey = np.round(as_mask(mask) * 255.0).astype(np.uint8)
+    Image.fromarray(grey).save(file)
+    return file
+
+
+def save_mask_outputs(
+    folder: str | Path, image: np.ndarray, mask: np.ndarray, cfg: MaskConfig | None = None
+) -> dict[str, Path]:
+    """Write ``mask.png`` and ``mask_overlay.png`` (subject tinted, clicks and box drawn from
+    ``cfg``) for an ``HxWx3 uint8`` RGB ``image`` into ``folder``; return their paths by name.
+
+    Both images are computed before anything is written, so bad input leaves no half-written
+    pair behind.
+    """
+    prompts = cfg or MaskConfig()
+    overlay = overlay_mask(
+        image, mask, points=prompts.points, neg_points=prompts.neg_points, box=prompts.box
+    )
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"mask": save_mask_png(out / "mask.png", mask), "overlay": out / "mask_overlay.png"}
+    Image.fromarray(overlay).save(paths["overlay"])
+    return paths
