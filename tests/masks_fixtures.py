@@ -7,6 +7,7 @@ test plumbing; mask logic is tested on constructed masks.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,12 @@ from transformers import (
     CLIPSegProcessor,
     CLIPSegTextConfig,
     CLIPSegVisionConfig,
+    Sam2Config,
+    Sam2HieraDetConfig,
+    Sam2MaskDecoderConfig,
+    Sam2Model,
+    Sam2PromptEncoderConfig,
+    Sam2VisionConfig,
     SamConfig,
     SamImageProcessorPil,
     SamMaskDecoderConfig,
@@ -71,6 +78,52 @@ def save_tiny_sam(folder: Path, seed: int = 0) -> Path:
     )
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_sam2(folder: Path, seed: int = 0) -> Path:
+    """A 5-block Hiera SAM-2 at 256 px input, saved with a hand-written processor config.
+
+    The config is written by hand because transformers' ``Sam2ImageProcessor`` cannot even be
+    instantiated without torchvision (so it cannot be saved from an instance here).
+    """
+    side = TINY_SAM_INPUT
+    backbone = Sam2HieraDetConfig(
+        hidden_size=16,
+        num_attention_heads=1,
+        image_size=[side, side],
+        blocks_per_stage=[1, 1, 2, 1],  # the global block (3) must not start a stage
+        embed_dim_per_stage=[16, 32, 64, 128],
+        num_attention_heads_per_stage=[1, 1, 1, 1],
+        window_size_per_stage=[4, 4, 4, 4],
+        global_attention_blocks=[3],
+        window_positional_embedding_background_size=[4, 4],
+    )
+    strides = (4, 8, 16)  # the patch embedding's stride, then two query-pool stages
+    vision = Sam2VisionConfig(
+        backbone_config=backbone,
+        backbone_channel_list=[128, 64, 32, 16],
+        backbone_feature_sizes=[[side // s, side // s] for s in strides],
+        fpn_hidden_size=32,
+    )
+    config = Sam2Config(
+        vision_config=vision,
+        prompt_encoder_config=Sam2PromptEncoderConfig(
+            hidden_size=32, image_size=side, patch_size=16, mask_input_channels=4
+        ),
+        mask_decoder_config=Sam2MaskDecoderConfig(
+            hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32
+        ),
+    )
+    torch.manual_seed(seed)
+    Sam2Model(config).save_pretrained(folder)
+    processor_config = {
+        "image_processor_type": "Sam2ImageProcessor",
+        "processor_class": "Sam2Processor",
+        "size": {"height": side, "width": side},
+        "mask_size": {"height": side // 4, "width": side // 4},
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor_config))
     return folder
 
 

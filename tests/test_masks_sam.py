@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from masks_fixtures import save_tiny_clipseg, save_tiny_sam
+from masks_fixtures import save_tiny_clipseg, save_tiny_sam, save_tiny_sam2
 
 from pnpsam.masks import NotASamModelError, PromptError, SamPointSegmenter, SamPrediction
 
@@ -119,3 +120,17 @@ def test_a_model_that_is_not_sam_is_refused(tmp_path: Path) -> None:
 def test_missing_checkpoint_raises_oserror(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         SamPointSegmenter.from_pretrained(str(tmp_path / "no-such-sam"), local_files_only=True)
+
+
+def test_sam2_checkpoint_loads_or_says_it_needs_torchvision(tmp_path: Path) -> None:
+    folder = str(save_tiny_sam2(tmp_path / "tiny-sam2"))
+    if importlib.util.find_spec("torchvision") is None:
+        with pytest.raises(ImportError, match="needs torchvision"):
+            SamPointSegmenter.from_pretrained(folder, local_files_only=True)
+        return
+    segmenter = SamPointSegmenter.from_pretrained(folder, local_files_only=True)
+    assert segmenter.family == "sam2"
+    image = np.zeros((120, 200, 3), np.uint8)
+    segmenter.set_image(image)
+    prediction = segmenter.predict([(100, 60)], [1], box=(20, 10, 180, 110))
+    assert prediction.masks.shape == (3, 120, 200)

@@ -17,7 +17,7 @@ Box = tuple[float, float, float, float]
 
 BackgroundMode = Literal["keep", "remove", "dim"]
 RestoreMode = Literal["none", "global", "masked", "luminance"]
-MaskMethod = Literal["sam", "sam2", "text", "file", "grabcut"]
+MaskMethod = Literal["sam", "sam2", "text", "file", "grabcut", "array"]
 
 BACKGROUND_MODES: tuple[BackgroundMode, ...] = ("keep", "remove", "dim")
 RESTORE_MODES: tuple[RestoreMode, ...] = ("none", "global", "masked", "luminance")

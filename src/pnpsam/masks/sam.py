@@ -6,7 +6,8 @@ costly image encoder once and caches the embedding; every :meth:`SamPointSegment
 
 Supported checkpoints: SAM (``model_type == "sam"``, e.g. ``facebook/sam-vit-base``) and SAM-2
 (``"sam2"``, e.g. ``facebook/sam2.1-hiera-tiny``). transformers' SAM-2 image processor needs
-torchvision; without it loading a SAM-2 checkpoint raises ``ImportError`` saying so.
+torchvision; without it loading a SAM-2 checkpoint raises ``ImportError`` saying so (the SAM-2
+model itself accepts the same prompt layout; checked on a tiny Sam2Model).
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ class SamPointSegmenter:
 
         ``kwargs`` go to every ``from_pretrained`` (e.g. ``local_files_only=True``, ``revision``).
         Raises ``OSError`` when the id cannot be found or downloaded (offline, typo),
-        :class:`NotASamModelError` when it is another kind of model.
+        :class:`NotASamModelError` when it is another kind of model, ``ImportError`` for a SAM-2
+        checkpoint without torchvision.
         """
         config = AutoConfig.from_pretrained(model_id_or_path, **kwargs)
         if config.model_type not in SAM_MODEL_CLASSES:
@@ -114,10 +116,13 @@ class SamPointSegmenter:
         model_class, processor_class = SAM_MODEL_CLASSES[config.model_type]
         try:
             processor = processor_class.from_pretrained(model_id_or_path, **kwargs)
-        except ImportError as error:
+        except (ImportError, ValueError) as error:
+            if "torchvision" not in str(error):
+                raise
             raise ImportError(
-                f"cannot load the {config.model_type} processor of {model_id_or_path!r}: {error} "
-                "(transformers' SAM-2 image processor needs torchvision)"
+                f"cannot load the image processor of {model_id_or_path!r} "
+                f"({config.model_type}): transformers' SAM-2 image processor needs torchvision, "
+                "which is not installed (or not importable) here"
             ) from error
         model = model_class.from_pretrained(
             model_id_or_path, dtype=dtype, device_map=torch.device(device), **kwargs
