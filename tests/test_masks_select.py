@@ -114,6 +114,22 @@ def test_grabcut_fallback_when_sam_cannot_load(models: dict[str, str], coffee: n
         make_subject_mask(coffee, cfg, local_files_only=True)
 
 
+def test_subject_text_without_a_text_model_is_a_clear_error(
+    models: dict[str, str], coffee: np.ndarray
+) -> None:
+    cfg = MaskConfig(subject="the cup", text_model=models["missing"])
+    with pytest.raises(OSError, match=r"text segmenter .* subject='the cup'"):
+        make_subject_mask(coffee, cfg, local_files_only=True)
+
+
+def test_precedence_file_over_clicks_over_text(tmp_path: Path, coffee: np.ndarray) -> None:
+    Image.fromarray((disc_mask(40, 60, 30, 20, 10) * 255).astype(np.uint8)).save(tmp_path / "m.png")
+    cfg = MaskConfig(mask_file=str(tmp_path / "m.png"), points=[(1, 1)], subject="the cup")
+    result = make_subject_mask(coffee, cfg)
+    assert result is not None and result.method == "file"
+    assert result.details["ignored"] == ["clicks", "subject"]
+
+
 def test_subject_text_with_and_without_sam_refinement(
     models: dict[str, str], coffee: np.ndarray
 ) -> None:

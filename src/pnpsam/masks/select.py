@@ -135,6 +135,9 @@ class MaskMaker:
         else:
             raw = self._from_text(pixels, cfg)
         raw.details["seconds"] = round(time.perf_counter() - started, 4)
+        ignored = _ignored_sources(cfg)
+        if ignored:
+            raw.details["ignored"] = ignored
         return finish_mask(raw, cfg)
 
     def _from_clicks(self, image: np.ndarray, cfg: MaskConfig) -> SubjectMask:
@@ -165,7 +168,14 @@ class MaskMaker:
 
     def _from_text(self, image: np.ndarray, cfg: MaskConfig) -> SubjectMask:
         assert cfg.subject is not None  # has_source and no clicks/file
-        probability = self.text_segmenter(cfg.text_model).probability_map(image, cfg.subject)
+        try:
+            segmenter = self.text_segmenter(cfg.text_model)
+        except OSError as error:  # no fallback: without a text model "the goldfish" means nothing
+            raise OSError(
+                f"cannot load the text segmenter {cfg.text_model!r} needed to select "
+                f"subject={cfg.subject!r} (give clicks or a mask file instead): {error}"
+            ) from error
+        probability = segmenter.probability_map(image, cfg.subject)
         coarse = probability_to_mask(probability, cfg.text_threshold, cfg.text_largest_component)
         details: dict[str, Any] = {
             "subject": cfg.subject,
@@ -193,6 +203,17 @@ class MaskMaker:
             scores=[float(s) for s in prediction.iou_scores],
             details=details,
         )
+
+
+def _ignored_sources(cfg: MaskConfig) -> list[str]:
+    """Sources given but not used, by the precedence file > clicks > subject text."""
+    clicks = bool(cfg.points or cfg.box is not None)
+    ignored = []
+    if cfg.mask_file and clicks:
+        ignored.append("clicks")
+    if cfg.subject and (cfg.mask_file or clicks):
+        ignored.append("subject")
+    return ignored
 
 
 def finish_mask(raw: SubjectMask, cfg: MaskConfig) -> SubjectMask:
