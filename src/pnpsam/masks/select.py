@@ -169,13 +169,13 @@ class MaskMaker:
     def _from_text(self, image: np.ndarray, cfg: MaskConfig) -> SubjectMask:
         assert cfg.subject is not None  # has_source and no clicks/file
         try:
-            segmenter = self.text_segmenter(cfg.text_model)
+            text_segmenter = self.text_segmenter(cfg.text_model)
         except OSError as error:  # no fallback: without a text model "the goldfish" means nothing
             raise OSError(
                 f"cannot load the text segmenter {cfg.text_model!r} needed to select "
                 f"subject={cfg.subject!r} (give clicks or a mask file instead): {error}"
             ) from error
-        probability = segmenter.probability_map(image, cfg.subject)
+        probability = text_segmenter.probability_map(image, cfg.subject)
         coarse = probability_to_mask(probability, cfg.text_threshold, cfg.text_largest_component)
         details: dict[str, Any] = {
             "subject": cfg.subject,
