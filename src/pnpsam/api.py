@@ -26,6 +26,7 @@ from PIL import Image
 
 from pnpsam.config import (
     DEFAULT_MODEL_ID,
+    ConfigError,
     EditConfig,
     InversionConfig,
     ModelConfig,
@@ -34,6 +35,8 @@ from pnpsam.config import (
 )
 from pnpsam.imageio import load_image, pil_to_tensor_range, prepare_image, to_rgb
 from pnpsam.inversion import InvertedLatents
+from pnpsam.masks import MaskMaker, SubjectMask, WeakenConfig, finish_mask
+from pnpsam.masks.weaken import restore_brightness, weaken_background
 from pnpsam.models.loading import load_stable_diffusion
 from pnpsam.pipeline import PnPPipeline
 from pnpsam.sampling import SamplingCallback
@@ -43,12 +46,20 @@ ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
 
 @dataclass
 class Inversion:
-    """An inverted source image: the prepared picture and its latents at every sampling step."""
+    """An inverted source image: the prepared picture, its subject and its latents.
 
-    image: Image.Image  # the model input, after resizing/cropping (RGB)
+    ``image`` is the model input after resizing/cropping; ``inverted_image`` is what was
+    actually inverted (``image`` with the background weakened, when asked). ``subject`` is the
+    subject mask at the model input size, or None for plain PnP.
+    """
+
+    image: Image.Image
+    inverted_image: Image.Image
+    subject: SubjectMask | None
     latents: InvertedLatents
     preprocess: PreprocessConfig
     inversion: InversionConfig
+    weaken: WeakenConfig
     sampling_steps: int
     image_sha256: str
     seconds: float
@@ -65,6 +76,7 @@ class EditResult:
     timings: dict[str, float] = field(default_factory=dict)
     latents: torch.Tensor | None = None  # (k, C, h, w) final latents
     image_sha256: str = ""
+    subject: SubjectMask | None = None  # the subject mask used (model input size)
 
 
 def _sha256_of(image: Image.Image) -> str:
@@ -85,12 +97,21 @@ def _as_pil(image: ImageInput, max_pixels: int) -> Image.Image:
     return load_image(image, max_pixels)
 
 
+def _to_float(image: Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def _to_pil(array: np.ndarray) -> Image.Image:
+    return Image.fromarray((np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8))
+
+
 class PnPEditor:
     """Text-driven image translation with Plug-and-Play diffusion features."""
 
     def __init__(self, pipeline: PnPPipeline, model: ModelConfig) -> None:
         self.pipeline = pipeline
         self.model = model
+        self.masks = MaskMaker(pipeline.device)  # keeps SAM and its last image embedding
         self._last_inversion: tuple[tuple[Any, ...], Inversion] | None = None
 
     @classmethod
@@ -119,32 +140,78 @@ class PnPEditor:
             cfg.preprocess.size = self.pipeline.native_size
         return cfg.validate()
 
-    def prepare(self, image: ImageInput, preprocess: PreprocessConfig) -> Image.Image:
-        """Load (if a path) and resize/crop ``image`` to the model input size."""
-        preprocess.validate()
+    def prepare(self, image: Image.Image, preprocess: PreprocessConfig) -> Image.Image:
+        """Resize/crop an RGB image (or an "L" mask) to the model input size."""
         size = preprocess.size or self.pipeline.native_size
-        pil = _as_pil(image, preprocess.max_input_pixels)
-        return prepare_image(pil, preprocess, size, self.pipeline.size_multiple)
+        return prepare_image(image, preprocess, size, self.pipeline.size_multiple)
 
-    def invert(self, image: ImageInput, config: EditConfig | None = None) -> Inversion:
-        """DDIM-invert ``image`` once; pass the result to ``edit`` for any number of prompts."""
+    def subject_mask(
+        self, image: Image.Image, cfg: EditConfig, mask: np.ndarray | None = None
+    ) -> SubjectMask | None:
+        """The subject mask at the model input size, from ``mask`` or ``cfg.mask``'s sources.
+
+        Clicks, boxes and mask files are in the coordinates of the original ``image``; the mask
+        is made there, then resized/cropped exactly like the image. ``mask``: HxW bool or float
+        in [0, 1] at the original size (1 = subject), overriding ``cfg.mask``'s sources.
+        """
+        pixels = np.asarray(image)
+        if mask is not None:
+            mask = np.asarray(mask, dtype=np.float32)
+            if mask.shape != pixels.shape[:2]:
+                raise ValueError(
+                    f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                    f"{image.width}x{image.height}"
+                )
+            raw: SubjectMask | None = finish_mask(SubjectMask(mask, "array"), cfg.mask)
+        else:
+            raw = self.masks.make(pixels, cfg.mask)
+        if raw is None:
+            return None
+        as_image = Image.fromarray((raw.mask * 255).round().astype(np.uint8), mode="L")
+        resized = np.asarray(self.prepare(as_image, cfg.preprocess), np.float32) / 255.0
+        return dataclasses.replace(raw, mask=resized)
+
+    def invert(
+        self, image: ImageInput, config: EditConfig | None = None, mask: np.ndarray | None = None
+    ) -> Inversion:
+        """DDIM-invert ``image`` once; pass the result to ``edit`` for any number of prompts.
+
+        With a subject (``mask`` or ``config.mask``) and ``config.weaken.background`` set, the
+        background is weakened in pixels before inversion (the report's scheme 3).
+        """
         cfg = self.resolve(config or EditConfig())
-        prepared = self.prepare(image, cfg.preprocess)
-        sha = _sha256_of(prepared)
+        original = _as_pil(image, cfg.preprocess.max_input_pixels)
+        prepared = self.prepare(original, cfg.preprocess)
+        subject = self.subject_mask(original, cfg, mask)
+        if subject is None and cfg.weaken.background != "keep":
+            raise ConfigError(
+                f"background={cfg.weaken.background!r} needs a subject: give points, a box, "
+                "a subject text, a mask file or a mask array"
+            )
+        inverted_image = prepared
+        if subject is not None and subject.usable and cfg.weaken.background != "keep":
+            weakened = weaken_background(
+                _to_float(prepared), subject.mask, cfg.weaken.background, cfg.weaken.dim_factor
+            )
+            inverted_image = _to_pil(weakened)
+        sha = _sha256_of(inverted_image)
         key = (sha, repr(cfg.preprocess), repr(cfg.inversion), cfg.pnp.steps)
         if self._last_inversion is not None and self._last_inversion[0] == key:
-            return self._last_inversion[1]
+            return dataclasses.replace(self._last_inversion[1], image=prepared, subject=subject)
         start = time.perf_counter()
-        tensor = torch.from_numpy(pil_to_tensor_range(prepared))
+        tensor = torch.from_numpy(pil_to_tensor_range(inverted_image))
         latents = self.pipeline.invert(tensor, cfg.inversion, cfg.pnp.steps)
         inversion = Inversion(
-            prepared,
-            latents,
-            dataclasses.replace(cfg.preprocess),
-            dataclasses.replace(cfg.inversion),
-            cfg.pnp.steps,
-            sha,
-            time.perf_counter() - start,
+            image=prepared,
+            inverted_image=inverted_image,
+            subject=subject,
+            latents=latents,
+            preprocess=dataclasses.replace(cfg.preprocess),
+            inversion=dataclasses.replace(cfg.inversion),
+            weaken=dataclasses.replace(cfg.weaken),
+            sampling_steps=cfg.pnp.steps,
+            image_sha256=sha,
+            seconds=time.perf_counter() - start,
         )
         self._last_inversion = (key, inversion)
         return inversion
@@ -154,14 +221,15 @@ class PnPEditor:
         image: ImageInput | Inversion,
         prompts: str | Sequence[str],
         config: EditConfig | None = None,
-        mask: torch.Tensor | None = None,
+        mask: np.ndarray | None = None,
         callback: SamplingCallback | None = None,
         **pnp_overrides: Any,
     ) -> EditResult:
         """Translate ``image`` by each prompt; returns one PIL image per prompt.
 
-        ``pnp_overrides`` are ``PnPConfig`` fields (guidance=10, pnp_f_t=0.5, ...).
-        ``mask`` (1, 1, H, W) in [0, 1] restricts injection to the subject (1 = subject).
+        ``pnp_overrides`` are ``PnPConfig`` fields (guidance=10, pnp_f_t=0.5, ...). ``mask``
+        (HxW in [0, 1] at the image's size, 1 = subject) or ``config.mask`` names the subject:
+        injection then stops at it (``mask_injection``), and ``config.weaken`` applies.
         """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
@@ -176,19 +244,33 @@ class PnPEditor:
             if inversion.sampling_steps != cfg.pnp.steps:
                 inversion.latents.check_grid(self.pipeline.sampling_timesteps(cfg.pnp.steps))
             cfg.preprocess, cfg.inversion = inversion.preprocess, inversion.inversion
+            cfg.weaken = inversion.weaken
         else:
-            inversion = self.invert(image, cfg)
+            inversion = self.invert(image, cfg, mask)
+        subject = inversion.subject if inversion.subject and inversion.subject.usable else None
+        subject_tensor = None
+        if subject is not None:
+            subject_tensor = torch.from_numpy(subject.mask)[None, None].to(self.pipeline.device)
         start = time.perf_counter()
-        latents = self.pipeline.edit(inversion.latents, prompts, cfg.pnp, mask, callback)
+        latents = self.pipeline.edit(inversion.latents, prompts, cfg.pnp, subject_tensor, callback)
         sampled = time.perf_counter()
-        pixels = self.pipeline.decode(latents)
+        pixels = self.pipeline.decode(latents).permute(0, 2, 3, 1).numpy()
+        if subject is not None and cfg.weaken.restore != "none":
+            pixels = np.stack(
+                [
+                    restore_brightness(
+                        x,
+                        subject.mask,
+                        cfg.weaken.restore,
+                        cfg.weaken.dim_factor,
+                        source=_to_float(inversion.image),
+                    )
+                    for x in pixels
+                ]
+            )
         decoded = time.perf_counter()
-        images = [
-            Image.fromarray((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-            for x in pixels
-        ]
         return EditResult(
-            images=images,
+            images=[_to_pil(x) for x in pixels],
             prompts=prompts,
             config=cfg,
             source=inversion.image,
@@ -199,6 +281,7 @@ class PnPEditor:
             },
             latents=latents,
             image_sha256=inversion.image_sha256,
+            subject=inversion.subject,
         )
 
 

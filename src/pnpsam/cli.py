@@ -17,13 +17,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
+from PIL import Image
 
 from pnpsam.api import PnPEditor, unet_evaluations
 from pnpsam.config import PRESETS, ConfigError, EditConfig, apply_preset
 from pnpsam.imageio import ImageInputError, load_image, save_json, save_png
 from pnpsam.injection import InjectionSiteError
 from pnpsam.inversion import TimestepGridError
+from pnpsam.masks import MaskCoverageError, overlay_mask
 from pnpsam.models.loading import ModelLoadError
 from pnpsam.pipeline import OutOfMemoryError
 
@@ -35,6 +38,7 @@ USER_ERRORS = (
     TimestepGridError,
     OutOfMemoryError,
     FileExistsError,
+    MaskCoverageError,
     ValueError,
 )
 
@@ -56,6 +60,23 @@ def _blocks(text: str) -> tuple[int, ...]:
     return tuple(blocks)
 
 
+def _numbers(count: int, what: str) -> Callable[[str], tuple[float, ...]]:
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"expected {what}; got {text!r}")
+        return values
+
+    return parse
+
+
+_point = _numbers(2, "a point x,y in image pixels")
+_box = _numbers(4, "a box x0,y0,x1,y1 in image pixels")
+
+
 @dataclass(frozen=True)
 class Option:
     """One CLI flag that sets one config field."""
@@ -66,7 +87,8 @@ class Option:
     help: str
     type: Callable[[str], Any] | None = None
     choices: Sequence[str] | None = None
-    switch: bool = False  # a store_true flag
+    switch: bool = False  # a store_true flag (or --no-... when the default is True)
+    repeat: bool = False  # may be given several times; collects a list
 
 
 OPTIONS = (
@@ -147,6 +169,65 @@ OPTIONS = (
         "prompts per UNet batch (default: all)",
         type=int,
     ),
+    # -- the subject (issue: subject-aware translation) --------------------------------------
+    Option("--point", "mask", "points", "click x,y on the subject (repeat)", _point, repeat=True),
+    Option(
+        "--neg-point", "mask", "neg_points", "click x,y NOT on the subject", _point, repeat=True
+    ),
+    Option("--box", "mask", "box", "box x0,y0,x1,y1 around the subject", _box),
+    Option("--subject", "mask", "subject", "text naming the subject (no clicks needed)"),
+    Option("--mask", "mask", "mask_file", "subject mask image (white = subject), any size"),
+    Option("--sam-model", "mask", "sam_model", "SAM / SAM-2 hub id or folder"),
+    Option("--text-model", "mask", "text_model", "CLIPSeg hub id or folder for --subject"),
+    Option(
+        "--mask-index", "mask", "multimask_index", "SAM candidate (default: best IoU)", type=int
+    ),
+    Option("--mask-grow", "mask", "grow_px", "grow (>0) or shrink (<0) the mask, px", type=int),
+    Option("--mask-feather", "mask", "feather_px", "soft mask edge, px", type=float),
+    Option("--mask-fill-holes", "mask", "fill_holes", "fill holes in the mask", switch=True),
+    Option("--mask-invert", "mask", "invert", "treat the background as the subject", switch=True),
+    Option(
+        "--no-grabcut-fallback",
+        "mask",
+        "grabcut_fallback",
+        "fail instead of using GrabCut when SAM cannot be loaded",
+        switch=True,
+    ),
+    Option(
+        "--background",
+        "weaken",
+        "background",
+        "scheme 3: keep, remove (fill 0) or dim the background before inversion",
+        choices=("keep", "remove", "dim"),
+    ),
+    Option(
+        "--dim-factor",
+        "weaken",
+        "dim_factor",
+        "background multiplier for --background dim",
+        type=float,
+    ),
+    Option(
+        "--restore",
+        "weaken",
+        "restore",
+        "after decoding: none, global (the report: x 1/factor), masked, luminance",
+        choices=("none", "global", "masked", "luminance"),
+    ),
+    Option(
+        "--no-mask-injection",
+        "pnp",
+        "mask_injection",
+        "with a subject, inject everywhere (plain PnP sites) instead of only on it",
+        switch=True,
+    ),
+    Option(
+        "--background-noise",
+        "pnp",
+        "background_noise",
+        "fresh-noise fraction in the background of the start latent (with a subject)",
+        type=float,
+    ),
 )
 
 
@@ -180,7 +261,15 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     for option in OPTIONS:
         help_text = f"{option.help} (default: {_describe_default(option)})"
         if option.switch:
-            parser.add_argument(option.flag, action="store_true", default=None, help=help_text)
+            # a --no-X flag stores False into a field whose default is True
+            value = not option.flag.startswith("--no-")
+            parser.add_argument(
+                option.flag, action="store_const", const=value, default=None, help=help_text
+            )
+        elif option.repeat:
+            parser.add_argument(
+                option.flag, type=option.type, action="append", default=None, help=help_text
+            )
         else:
             parser.add_argument(
                 option.flag,
@@ -207,20 +296,7 @@ def read_config_file(path: str) -> dict[str, Any]:
     return data
 
 
-RECORD_KEYS = {
-    "image",
-    "prompts",
-    "config",
-    "pnpsam",
-    "versions",
-    "timings",
-    "outputs",
-    "model",
-    "image_sha256",
-    "device",
-    "unet_evaluations",
-    "seed",
-}
+RUN_KEYS = ("image", "prompts")  # top-level keys of a config file that are not sections
 
 
 def resolve_run(args: argparse.Namespace) -> tuple[EditConfig, str, list[str]]:
@@ -232,7 +308,7 @@ def resolve_run(args: argparse.Namespace) -> tuple[EditConfig, str, list[str]]:
     if args.config:
         data = read_config_file(args.config)
         # A run record nests the sections under "config"; a hand-written file has them on top.
-        sections = data.get("config") or {k: v for k, v in data.items() if k not in RECORD_KEYS}
+        sections = data.get("config") or {k: v for k, v in data.items() if k not in RUN_KEYS}
         merged = cfg.to_dict()
         for name, values in sections.items():
             if name not in merged:
@@ -262,10 +338,25 @@ def _slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "prompt"
 
 
-def output_paths(out: Path, image: str, prompts: Sequence[str]) -> tuple[list[Path], Path]:
-    stem = Path(image).stem
-    pngs = [out / f"{stem}_{i:02d}_{_slug(p)}.png" for i, p in enumerate(prompts)]
-    return pngs, out / f"{stem}.json"
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where one edit's files go: a PNG per prompt, the subject mask and overlay, the record."""
+
+    pngs: list[Path]
+    mask: Path
+    overlay: Path
+    record: Path
+
+    @classmethod
+    def of(cls, out: Path, image: str, prompts: Sequence[str]) -> OutputPaths:
+        stem = Path(image).stem
+        pngs = [out / f"{stem}_{i:02d}_{_slug(p)}.png" for i, p in enumerate(prompts)]
+        return cls(
+            pngs, out / f"{stem}_mask.png", out / f"{stem}_mask_overlay.png", out / f"{stem}.json"
+        )
+
+    def all(self) -> list[Path]:
+        return [*self.pngs, self.mask, self.overlay, self.record]
 
 
 def versions() -> dict[str, str]:
@@ -293,8 +384,8 @@ def model_record(editor: PnPEditor) -> dict[str, Any]:
 def run_edit(args: argparse.Namespace) -> int:
     cfg, image, prompts = resolve_run(args)
     out = Path(args.out)
-    pngs, record_path = output_paths(out, image, prompts)
-    existing = [p for p in [*pngs, record_path] if p.exists()]
+    paths = OutputPaths.of(out, image, prompts)
+    existing = [p for p in paths.all() if p.exists()]
     if existing and not args.overwrite:
         raise FileExistsError(
             f"{existing[0]} exists; pass --overwrite or choose another --out (nothing was run)"
@@ -306,14 +397,23 @@ def run_edit(args: argparse.Namespace) -> int:
         editor.pipeline.sd.set_progress_bar_config(disable=True)
     loaded = time.perf_counter()
     result = editor.edit(picture, prompts, cfg)
-    for png, edited in zip(pngs, result.images, strict=True):
+    written = []
+    for png, edited in zip(paths.pngs, result.images, strict=True):
         save_png(edited, png)
+        written.append(png)
+    subject = result.subject
+    if subject is not None:
+        save_png(Image.fromarray((subject.mask * 255).round().astype(np.uint8)), paths.mask)
+        overlay = overlay_mask(np.asarray(result.source), subject.mask)
+        save_png(Image.fromarray(overlay), paths.overlay)
+        written += [paths.mask, paths.overlay]
     record = {
         "pnpsam": versions()["pnpsam"],
         "image": str(Path(image).resolve()),
         "image_sha256": result.image_sha256,
         "prompts": prompts,
-        "outputs": [p.name for p in pngs],
+        "outputs": [p.name for p in paths.pngs],
+        "subject_mask": subject.provenance() if subject is not None else None,
         "config": result.config.to_dict(),
         "model": model_record(editor),
         "device": str(editor.pipeline.device),
@@ -323,10 +423,9 @@ def run_edit(args: argparse.Namespace) -> int:
             result.config.pnp, result.config.inversion, len(prompts)
         ),
     }
-    save_json(record, record_path)
-    for png in pngs:
-        print(png)
-    print(record_path)
+    save_json(record, paths.record)
+    for path in [*written, paths.record]:
+        print(path)
     return 0
 
 

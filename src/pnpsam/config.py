@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from pnpsam.masks.config import MaskConfig, WeakenConfig
+
 DEFAULT_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 # The diffusers port's negative prompt (pnp-diffusers `pnp.py`).
 PORT_NEGATIVE_PROMPT = "ugly, blurry, black, low res, unrealistic"
@@ -112,6 +114,12 @@ class PnPConfig:
     residual_blocks: tuple[int, ...] = PAPER_RESIDUAL_BLOCKS  # LDM output blocks, residual
     attention_blocks: tuple[int, ...] = PAPER_ATTENTION_BLOCKS  # LDM output blocks, attn Q/K
     prompt_batch_size: int | None = None  # prompts per UNet batch; None = all at once
+    # With a subject mask: inject only at subject positions (the mask resized to each layer's
+    # grid, soft edges), so the background follows the text. Off = the report's scheme 3 alone.
+    mask_injection: bool = True
+    # With a subject mask: fraction of fresh noise in the background of the start latent
+    # (variance-preserving), so the old background structure does not return through x_T.
+    background_noise: float = 0.0
 
     def validate(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -121,6 +129,7 @@ class PnPConfig:
         _check_fraction("pnp_f_t", self.pnp_f_t)
         _check_fraction("pnp_attn_t", self.pnp_attn_t)
         _check_fraction("blend_alpha", self.blend_alpha)
+        _check_fraction("background_noise", self.background_noise)
         _check_choice("source", self.source, SourceStream)
         _check_choice("start", self.start, StartLatent)
         _check_choice("injection", self.injection, InjectionMode)
@@ -150,12 +159,21 @@ class EditConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     inversion: InversionConfig = field(default_factory=InversionConfig)
     pnp: PnPConfig = field(default_factory=PnPConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)  # the subject (none = plain PnP)
+    weaken: WeakenConfig = field(default_factory=WeakenConfig)  # the report's scheme 3
 
     def validate(self) -> EditConfig:
         self.model.validate()
         self.preprocess.validate()
         self.inversion.validate()
         self.pnp.validate()
+        try:
+            self.mask.validate()
+            self.weaken.validate()
+        except ConfigError:
+            raise
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,8 +203,12 @@ def section_from_dict(section_type: type, data: dict[str, Any], where: str) -> A
     unknown = set(data) - names
     if unknown:
         raise ConfigError(f"unknown key(s) {sorted(unknown)} in config section {where!r}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return section_type(**values)
+    return section_type(**{k: _frozen(v) for k, v in data.items()})
+
+
+def _frozen(value: Any) -> Any:
+    """JSON/YAML lists -> tuples (block lists, points, boxes), recursively."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {

@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 
 from pnpsam.config import InversionConfig, PnPConfig
@@ -116,15 +117,28 @@ class PnPPipeline:
                 progress=bar.update,
             )
 
-    def start_latent(self, inverted: InvertedLatents, cfg: PnPConfig) -> torch.Tensor:
-        """x_T of the guided rows: the inverted latent (PnP) or seeded noise (scheme 1)."""
+    def start_latent(
+        self, inverted: InvertedLatents, cfg: PnPConfig, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x_T of the guided rows: the inverted latent (PnP) or seeded noise (scheme 1).
+
+        With a subject ``mask`` (1, 1, H, W) and ``cfg.background_noise`` > 0, the background
+        of an inverted start is partly re-noised: sqrt(1 - b) x_T + sqrt(b) noise outside the
+        subject, so the old background's structure is not carried into the edit.
+        """
         first = self.sampling_timesteps(cfg.steps)[0]
-        if cfg.start == "inversion":
-            return inverted.at(first)
-        shape = inverted.clean.shape
         generator = torch.Generator("cpu").manual_seed(cfg.seed)
-        noise = torch.randn(shape, generator=generator, dtype=torch.float32)
-        return noise.to(device=self.device, dtype=self.dtype)
+        noise = torch.randn(inverted.clean.shape, generator=generator, dtype=torch.float32)
+        noise = noise.to(device=self.device, dtype=self.dtype)
+        if cfg.start == "noise":
+            return noise
+        start = inverted.at(first)
+        if mask is None or cfg.background_noise == 0.0:
+            return start
+        b = cfg.background_noise
+        renoised = (1.0 - b) ** 0.5 * start + b**0.5 * noise
+        subject = F.interpolate(mask.to(start), size=start.shape[-2:], mode="area")
+        return torch.lerp(renoised, start, subject)
 
     def edit(
         self,
@@ -137,19 +151,21 @@ class PnPPipeline:
     ) -> torch.Tensor:
         """Translate the inverted image by each prompt; returns latents (k, C, h, w).
 
-        ``mask`` (1, 1, H, W) in [0, 1] limits injection to subject positions. Prompts run
-        ``cfg.prompt_batch_size`` at a time (all by default); a CUDA out-of-memory error halves
-        the chunk and retries, down to one prompt per batch. ``observers`` see every injected
-        tensor (for tests and debugging).
+        ``mask`` (1, 1, H, W) in [0, 1] is the subject: injection is limited to it when
+        ``cfg.mask_injection``, and ``cfg.background_noise`` re-noises the rest of the start.
+        Prompts run ``cfg.prompt_batch_size`` at a time (all by default); a CUDA out-of-memory
+        error halves the chunk and retries, down to one prompt per batch. ``observers`` see
+        every injected tensor (for tests and debugging).
         """
         cfg.validate()
         if not prompts:
             raise ValueError("prompts is empty: give at least one target prompt")
         sites = find_injection_sites(self.unet, cfg.residual_blocks, cfg.attention_blocks)
-        settings = InjectionSettings(cfg.injection, cfg.blend_alpha, mask)
+        injection_mask = mask if cfg.mask_injection else None
+        settings = InjectionSettings(cfg.injection, cfg.blend_alpha, injection_mask)
         uncond = self.encode_text([cfg.negative_prompt])
         cond = self.encode_text(prompts)
-        start = self.start_latent(inverted, cfg)
+        start = self.start_latent(inverted, cfg, mask)
         chunk = cfg.prompt_batch_size or len(prompts)
         results: list[torch.Tensor] = []
         with (
