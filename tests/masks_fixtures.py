@@ -13,11 +13,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import (
+    BertConfig,
+    BertTokenizer,
     CLIPSegConfig,
     CLIPSegForImageSegmentation,
     CLIPSegProcessor,
     CLIPSegTextConfig,
     CLIPSegVisionConfig,
+    GroundingDinoConfig,
+    GroundingDinoForObjectDetection,
+    GroundingDinoImageProcessorPil,
+    GroundingDinoProcessor,
     Sam2Config,
     Sam2HieraDetConfig,
     Sam2MaskDecoderConfig,
@@ -31,6 +37,7 @@ from transformers import (
     SamProcessor,
     SamPromptEncoderConfig,
     SamVisionConfig,
+    SwinConfig,
     ViTImageProcessorPil,
 )
 
@@ -166,6 +173,52 @@ def save_tiny_clipseg(folder: Path, seed: int = 0) -> Path:
     )
     CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     model.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_grounding_dino(folder: Path, seed: int = 0) -> Path:
+    """A 1-block-per-stage Swin + 1-layer BERT Grounding DINO with 10 queries, saved to
+    ``folder`` with a word-level BERT tokenizer and a PIL image processor (64..96 px)."""
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "the", "a", "cup", "cat"]
+    tokenizer = BertTokenizer(vocab={word: index for index, word in enumerate(words)})
+    backbone = SwinConfig(
+        embed_dim=16,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 1, 1],
+        window_size=4,
+        image_size=64,
+        out_features=["stage2", "stage3", "stage4"],
+    )
+    text = BertConfig(
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
+    config = GroundingDinoConfig(
+        backbone_config=backbone,
+        text_config=text,
+        num_queries=10,
+        encoder_layers=1,
+        decoder_layers=2,  # the shared box head needs a second decoder layer to tie to
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        d_model=32,
+        max_text_len=32,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        disable_custom_kernels=True,
+    )
+    torch.manual_seed(seed)
+    GroundingDinoForObjectDetection(config).save_pretrained(folder)
+    image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96})
+    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
+        folder
+    )
     return folder
 
 

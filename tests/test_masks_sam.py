@@ -113,7 +113,9 @@ def test_prediction_selects_best_or_chosen_candidate() -> None:
 
 def test_a_model_that_is_not_sam_is_refused(tmp_path: Path) -> None:
     folder = save_tiny_clipseg(tmp_path / "clipseg")
-    with pytest.raises(NotASamModelError, match="'clipseg' model, not SAM"):
+    with pytest.raises(
+        NotASamModelError, match=r"'clipseg' model; expected model_type in \['sam', 'sam2'\]"
+    ):
         SamPointSegmenter.from_pretrained(str(folder), local_files_only=True)
 
 

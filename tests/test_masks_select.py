@@ -8,7 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from masks_fixtures import disc_mask, iou, save_tiny_clipseg, save_tiny_sam
+from masks_fixtures import (
+    disc_mask,
+    iou,
+    save_tiny_clipseg,
+    save_tiny_grounding_dino,
+    save_tiny_sam,
+)
 from PIL import Image
 
 from pnpsam.masks import (
@@ -37,6 +43,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {
         "sam": str(save_tiny_sam(root / "tiny-sam")),
         "clipseg": str(save_tiny_clipseg(root / "tiny-clipseg")),
+        "gdino": str(save_tiny_grounding_dino(root / "tiny-gdino")),
         "missing": str(root / "no-weights-here"),
     }
 
@@ -118,7 +125,7 @@ def test_subject_text_without_a_text_model_is_a_clear_error(
     models: dict[str, str], coffee: np.ndarray
 ) -> None:
     cfg = MaskConfig(subject="the cup", text_model=models["missing"])
-    with pytest.raises(OSError, match=r"text segmenter .* subject='the cup'"):
+    with pytest.raises(OSError, match=r"text model .* subject='the cup'"):
         make_subject_mask(coffee, cfg, local_files_only=True)
 
 
@@ -140,7 +147,8 @@ def test_subject_text_with_and_without_sam_refinement(
         sam_model=models["missing"],
         **ANY_COVERAGE,
     )
-    coarse = maker.make(coffee, coarse_cfg)
+    with pytest.warns(SamUnavailableWarning, match="CLIPSeg's coarse mask"):
+        coarse = maker.make(coffee, coarse_cfg)
     assert coarse is not None and coarse.method == "text"
     assert coarse.details["refined_with"] is None and "sam_error" in coarse.details
     assert coarse.mask.shape == (400, 600) and coarse.mask.any()
@@ -151,6 +159,27 @@ def test_subject_text_with_and_without_sam_refinement(
     x, y = refined.details["sam_point"]
     assert coarse.mask[int(y), int(x)] == 1.0  # SAM was prompted inside CLIPSeg's blob
     assert len(refined.scores) == 3
+
+
+def test_subject_text_with_grounding_dino_boxes(models: dict[str, str], coffee: np.ndarray) -> None:
+    maker = MaskMaker(local_files_only=True)
+    cfg = MaskConfig(subject="the cup", text_model=models["gdino"], sam_model=models["sam"])
+    cfg.min_coverage, cfg.max_coverage = 0.0, 1.0
+    refined = maker.make(coffee, cfg)
+    assert refined is not None and refined.method == "text"
+    assert refined.details["refined_with"] == models["sam"] and len(refined.scores) == 3
+    x0, y0, x1, y1 = refined.details["sam_box"]
+    assert 0 <= x0 < x1 <= 600 and 0 <= y0 < y1 <= 400
+    assert isinstance(refined.details["below_threshold"], bool)
+
+    cfg.sam_model = models["missing"]
+    with pytest.warns(SamUnavailableWarning, match="GrabCut inside the detected box"):
+        boxed = maker.make(coffee, cfg)
+    assert boxed is not None and boxed.details["refined_with"] == "grabcut"
+    assert boxed.details["sam_box"] == refined.details["sam_box"]  # same detection
+    outside = np.ones((400, 600), bool)
+    outside[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))] = False
+    assert boxed.mask[outside].max() == 0.0  # GrabCut stays inside the box
 
 
 def test_finish_mask_order_and_coverage() -> None:

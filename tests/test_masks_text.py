@@ -1,4 +1,5 @@
-"""Text selection: CLIPSeg plumbing on a tiny local model, and the map -> mask logic."""
+"""Text selection: CLIPSeg and Grounding DINO plumbing on tiny local models, and the logic that
+turns their outputs into masks and SAM prompts."""
 
 from __future__ import annotations
 
@@ -6,41 +7,66 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from masks_fixtures import disc_mask, save_tiny_clipseg, save_tiny_sam
+from masks_fixtures import disc_mask, save_tiny_clipseg, save_tiny_grounding_dino, save_tiny_sam
 
 from pnpsam.masks import (
     NotATextSegmenterError,
+    TextBoxDetector,
     TextSegmenter,
+    load_text_selector,
     probability_to_mask,
     prompts_from_mask,
 )
 
 
 @pytest.fixture(scope="module")
+def chelsea() -> np.ndarray:
+    from skimage import data
+
+    return data.chelsea()  # 300x451
+
+
+@pytest.fixture(scope="module")
 def text_segmenter(tmp_path_factory: pytest.TempPathFactory) -> TextSegmenter:
     folder = save_tiny_clipseg(tmp_path_factory.mktemp("masks") / "tiny-clipseg")
-    return TextSegmenter.from_pretrained(str(folder), local_files_only=True)
+    selector = load_text_selector(str(folder), local_files_only=True)
+    assert isinstance(selector, TextSegmenter)
+    return selector
 
 
 def test_probability_map_is_image_sized_and_depends_on_the_text(
-    text_segmenter: TextSegmenter,
+    text_segmenter: TextSegmenter, chelsea: np.ndarray
 ) -> None:
-    from skimage import data
-
-    image = data.chelsea()  # 300x451
-    cat = text_segmenter.probability_map(image, "the cat")
+    cat = text_segmenter.probability_map(chelsea, "the cat")
     assert cat.shape == (300, 451) and cat.dtype == np.float32
     assert cat.min() >= 0.0 and cat.max() <= 1.0
-    assert np.array_equal(cat, text_segmenter.probability_map(image, "the cat"))
-    assert not np.allclose(cat, text_segmenter.probability_map(image, "the goldfish"))
+    assert np.array_equal(cat, text_segmenter.probability_map(chelsea, "the cat"))
+    assert not np.allclose(cat, text_segmenter.probability_map(chelsea, "the goldfish"))
     with pytest.raises(ValueError, match="blank"):
-        text_segmenter.probability_map(image, " ")
+        text_segmenter.probability_map(chelsea, " ")
 
 
-def test_a_sam_folder_is_not_a_text_segmenter(tmp_path: Path) -> None:
+def test_grounding_dino_boxes_are_clipped_sorted_and_text_dependent(
+    tmp_path: Path, chelsea: np.ndarray
+) -> None:
+    folder = save_tiny_grounding_dino(tmp_path / "tiny-gdino")
+    detector = load_text_selector(str(folder), local_files_only=True)
+    assert isinstance(detector, TextBoxDetector)
+    detections = detector.detect(chelsea, "The cat")  # normalised to "the cat."
+    assert 0 < len(detections) <= 10  # at most one box per query
+    scores = [d.score for d in detections]
+    assert scores == sorted(scores, reverse=True)
+    for detection in detections:
+        x0, y0, x1, y1 = detection.box
+        assert 0 <= x0 < x1 <= 451 and 0 <= y0 < y1 <= 300
+    assert detector.detect(chelsea, "the cat.") == detections
+    assert detector.detect(chelsea, "a cup") != detections
+
+
+def test_a_sam_folder_is_not_a_text_model(tmp_path: Path) -> None:
     folder = save_tiny_sam(tmp_path / "sam")
-    with pytest.raises(NotATextSegmenterError, match="'sam' model"):
-        TextSegmenter.from_pretrained(str(folder), local_files_only=True)
+    with pytest.raises(NotATextSegmenterError, match="'sam' model; expected"):
+        load_text_selector(str(folder), local_files_only=True)
 
 
 def _two_blobs() -> np.ndarray:

@@ -36,8 +36,11 @@ from pnpsam.masks.select import (
     make_subject_mask,
 )
 from pnpsam.masks.text import (
+    Detection,
     NotATextSegmenterError,
+    TextBoxDetector,
     TextSegmenter,
+    load_text_selector,
     probability_to_mask,
     prompts_from_mask,
 )
@@ -54,6 +57,7 @@ __all__ = [
     "DEFAULT_SAM_MODEL",
     "DEFAULT_TEXT_MODEL",
     "DarknessStats",
+    "Detection",
     "EmptyMaskWarning",
     "MaskConfig",
     "MaskCoverageError",
@@ -66,6 +70,7 @@ __all__ = [
     "SamPrediction",
     "SamUnavailableWarning",
     "SubjectMask",
+    "TextBoxDetector",
     "TextSegmenter",
     "WeakenConfig",
     "background_gain",
@@ -78,6 +83,7 @@ __all__ = [
     "invert_mask",
     "largest_component",
     "load_mask_file",
+    "load_text_selector",
     "luminance",
     "make_subject_mask",
     "measure_darkness",

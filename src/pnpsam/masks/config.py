@@ -81,11 +81,13 @@ class MaskConfig:
     subject: str | None = None  # text naming the subject ("the goldfish"): selection without clicks
     mask_file: str | None = None  # an existing mask image (any size; resized to the image)
     sam_model: str = DEFAULT_SAM_MODEL  # any SAM / SAM-2 hub id or local folder
-    text_model: str = DEFAULT_TEXT_MODEL  # CLIPSeg hub id or folder, used for ``subject``
+    text_model: str = DEFAULT_TEXT_MODEL  # CLIPSeg or Grounding DINO id/folder for ``subject``
     multimask_index: int | None = None  # which of SAM's candidates; None = best predicted IoU
-    text_threshold: float = 0.4  # CLIPSeg probability above which a pixel is subject
+    text_threshold: float = 0.4  # CLIPSeg: pixel probability cut; Grounding DINO: box score
     text_largest_component: bool = True  # keep only the largest blob of a text-selected mask
-    grabcut_fallback: bool = True  # use OpenCV GrabCut on the clicks when SAM cannot be loaded
+    # When SAM cannot be loaded: warn and use GrabCut (clicks, boxes) or CLIPSeg's own map
+    # (text); False = raise instead.
+    grabcut_fallback: bool = True
     grow_px: int = 0  # > 0 dilates, < 0 erodes the mask by that many pixels (elliptical kernel)
     feather_px: float = 0.0  # soft edge: Gaussian blur with sigma = feather_px / 2
     fill_holes: bool = False  # fill enclosed holes (SAM often leaves gaps inside objects)

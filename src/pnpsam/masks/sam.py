@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import (
-    AutoConfig,
     PreTrainedModel,
     ProcessorMixin,
     Sam2Model,
@@ -29,6 +28,7 @@ from transformers import (
 )
 
 from pnpsam.masks.config import Box, Point, validate_prompts
+from pnpsam.masks.hub import load_checked
 from pnpsam.masks.ops import as_rgb_image
 
 SAM_MODEL_CLASSES: dict[str, tuple[type[PreTrainedModel], type[ProcessorMixin]]] = {
@@ -107,25 +107,14 @@ class SamPointSegmenter:
         :class:`NotASamModelError` when it is another kind of model, ``ImportError`` for a SAM-2
         checkpoint without torchvision.
         """
-        config = AutoConfig.from_pretrained(model_id_or_path, **kwargs)
-        if config.model_type not in SAM_MODEL_CLASSES:
-            raise NotASamModelError(
-                f"{model_id_or_path!r} is a {config.model_type!r} model, not SAM; expected "
-                f"model_type in {sorted(SAM_MODEL_CLASSES)} (e.g. facebook/sam-vit-base)"
-            )
-        model_class, processor_class = SAM_MODEL_CLASSES[config.model_type]
-        try:
-            processor = processor_class.from_pretrained(model_id_or_path, **kwargs)
-        except (ImportError, ValueError) as error:
-            if "torchvision" not in str(error):
-                raise
-            raise ImportError(
-                f"cannot load the image processor of {model_id_or_path!r} "
-                f"({config.model_type}): transformers' SAM-2 image processor needs torchvision, "
-                "which is not installed (or not importable) here"
-            ) from error
-        model = model_class.from_pretrained(
-            model_id_or_path, dtype=dtype, device_map=torch.device(device), **kwargs
+        model, processor = load_checked(
+            model_id_or_path,
+            SAM_MODEL_CLASSES,
+            NotASamModelError,
+            "facebook/sam-vit-base",
+            device,
+            dtype,
+            **kwargs,
         )
         return cls(model, processor)
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pnpsam.masks.config import MaskConfig, MaskMethod
+from pnpsam.masks.config import Box, MaskConfig, MaskMethod, Point
 from pnpsam.masks.files import load_mask_file
 from pnpsam.masks.grabcut import grabcut_from_prompts
 from pnpsam.masks.ops import (
@@ -30,7 +30,13 @@ from pnpsam.masks.ops import (
     subject_fraction,
 )
 from pnpsam.masks.sam import SamPointSegmenter
-from pnpsam.masks.text import TextSegmenter, probability_to_mask, prompts_from_mask
+from pnpsam.masks.text import (
+    TextBoxDetector,
+    TextSelector,
+    load_text_selector,
+    probability_to_mask,
+    prompts_from_mask,
+)
 
 
 class SamUnavailableWarning(UserWarning):
@@ -84,7 +90,7 @@ class MaskMaker:
         self.load_kwargs = load_kwargs  # passed to every from_pretrained (e.g. local_files_only)
         self._sam: dict[str, SamPointSegmenter] = {}
         self._sam_image_key: dict[str, str] = {}
-        self._text: dict[str, TextSegmenter] = {}
+        self._text: dict[str, TextSelector] = {}
 
     def sam(self, model_id: str) -> SamPointSegmenter:
         """The SAM segmenter for ``model_id``, loaded on first use."""
@@ -94,10 +100,10 @@ class MaskMaker:
             )
         return self._sam[model_id]
 
-    def text_segmenter(self, model_id: str) -> TextSegmenter:
-        """The text segmenter for ``model_id``, loaded on first use."""
+    def text_selector(self, model_id: str) -> TextSelector:
+        """The text selector (CLIPSeg or Grounding DINO) for ``model_id``, loaded on first use."""
         if model_id not in self._text:
-            self._text[model_id] = TextSegmenter.from_pretrained(
+            self._text[model_id] = load_text_selector(
                 model_id, device=self.device, dtype=self.dtype, **self.load_kwargs
             )
         return self._text[model_id]
@@ -140,69 +146,112 @@ class MaskMaker:
             raw.details["ignored"] = ignored
         return finish_mask(raw, cfg)
 
-    def _from_clicks(self, image: np.ndarray, cfg: MaskConfig) -> SubjectMask:
+    def _sam_or_fallback(
+        self, image: np.ndarray, cfg: MaskConfig, fallback: str, details: dict[str, Any]
+    ) -> SamPointSegmenter | None:
+        """SAM with ``image`` set, or None when SAM cannot be loaded and ``cfg.grabcut_fallback``
+        allows falling back: then a warning names ``fallback`` and ``details`` gets the error."""
         try:
-            segmenter = self._sam_on_image(cfg.sam_model, image)
+            return self._sam_on_image(cfg.sam_model, image)
         except OSError as error:  # no weights: offline, unknown id, missing folder
             if not cfg.grabcut_fallback:
                 raise
+            details["sam_error"] = str(error)
             warnings.warn(
-                f"could not load SAM {cfg.sam_model!r} ({error}); using the OpenCV GrabCut "
-                "fallback seeded from the clicks, which is much rougher than SAM",
+                f"could not load SAM {cfg.sam_model!r} ({error}); using {fallback} instead, "
+                "which is much rougher than SAM",
                 SamUnavailableWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-            mask = grabcut_from_prompts(image, cfg.points, cfg.neg_points, cfg.box)
-            return SubjectMask(mask, "grabcut", details={"sam_error": str(error)})
-        points = [*cfg.points, *cfg.neg_points]
-        labels = [1] * len(cfg.points) + [0] * len(cfg.neg_points)
-        prediction = segmenter.predict(points, labels, cfg.box, multimask=True)
+            return None
+
+    @staticmethod
+    def _sam_mask(
+        segmenter: SamPointSegmenter,
+        cfg: MaskConfig,
+        points: list[Point],
+        neg_points: list[Point],
+        box: Box | None,
+        method: MaskMethod,
+        details: dict[str, Any],
+    ) -> SubjectMask:
+        labels = [1] * len(points) + [0] * len(neg_points)
+        prediction = segmenter.predict([*points, *neg_points], labels, box, multimask=True)
         chosen = prediction.best_index if cfg.multimask_index is None else cfg.multimask_index
         return SubjectMask(
             prediction.select(chosen).astype(np.float32),
-            "sam2" if segmenter.family == "sam2" else "sam",
+            method,
             chosen_index=chosen,
             scores=[float(s) for s in prediction.iou_scores],
-            details={"sam_model": cfg.sam_model},
+            details={**details, "sam_model": cfg.sam_model},
         )
+
+    def _from_clicks(self, image: np.ndarray, cfg: MaskConfig) -> SubjectMask:
+        details: dict[str, Any] = {}
+        fallback = "OpenCV GrabCut seeded from the clicks"
+        segmenter = self._sam_or_fallback(image, cfg, fallback, details)
+        if segmenter is None:
+            mask = grabcut_from_prompts(image, cfg.points, cfg.neg_points, cfg.box)
+            return SubjectMask(mask, "grabcut", details=details)
+        method: MaskMethod = "sam2" if segmenter.family == "sam2" else "sam"
+        return self._sam_mask(segmenter, cfg, cfg.points, cfg.neg_points, cfg.box, method, details)
 
     def _from_text(self, image: np.ndarray, cfg: MaskConfig) -> SubjectMask:
         assert cfg.subject is not None  # has_source and no clicks/file
         try:
-            text_segmenter = self.text_segmenter(cfg.text_model)
+            selector = self.text_selector(cfg.text_model)
         except OSError as error:  # no fallback: without a text model "the goldfish" means nothing
             raise OSError(
-                f"cannot load the text segmenter {cfg.text_model!r} needed to select "
+                f"cannot load the text model {cfg.text_model!r} needed to select "
                 f"subject={cfg.subject!r} (give clicks or a mask file instead): {error}"
             ) from error
-        probability = text_segmenter.probability_map(image, cfg.subject)
-        coarse = probability_to_mask(probability, cfg.text_threshold, cfg.text_largest_component)
         details: dict[str, Any] = {
             "subject": cfg.subject,
             "text_model": cfg.text_model,
             "text_threshold": cfg.text_threshold,
-            "peak_probability": round(float(probability.max()), 4),
             "refined_with": None,
         }
+        if isinstance(selector, TextBoxDetector):
+            return self._from_detection(image, cfg, selector, details)
+        # CLIPSeg: threshold its map, then refine the blob with SAM (box + peak as prompts).
+        probability = selector.probability_map(image, cfg.subject)
+        coarse = probability_to_mask(probability, cfg.text_threshold, cfg.text_largest_component)
+        details["peak_probability"] = round(float(probability.max()), 4)
         if not coarse.any():
             return SubjectMask(coarse, "text", details=details)
-        # Refine CLIPSeg's coarse blob with SAM when SAM is available: box + peak as prompts.
-        try:
-            segmenter = self._sam_on_image(cfg.sam_model, image)
-        except OSError as error:
-            details["sam_error"] = str(error)
+        segmenter = self._sam_or_fallback(image, cfg, "CLIPSeg's coarse mask", details)
+        if segmenter is None:
             return SubjectMask(coarse, "text", details=details)
         box, peak = prompts_from_mask(coarse, probability)
-        prediction = segmenter.predict([peak], [1], box, multimask=True)
-        chosen = prediction.best_index if cfg.multimask_index is None else cfg.multimask_index
         details.update(refined_with=cfg.sam_model, sam_box=list(box), sam_point=list(peak))
-        return SubjectMask(
-            prediction.select(chosen).astype(np.float32),
-            "text",
-            chosen_index=chosen,
-            scores=[float(s) for s in prediction.iou_scores],
-            details=details,
+        return self._sam_mask(segmenter, cfg, [peak], [], box, "text", details)
+
+    def _from_detection(
+        self,
+        image: np.ndarray,
+        cfg: MaskConfig,
+        detector: TextBoxDetector,
+        details: dict[str, Any],
+    ) -> SubjectMask:
+        """Grounding DINO: the best box (even below the threshold: the user says the subject is
+        there; ``below_threshold`` records it) into SAM as a box prompt, else into GrabCut."""
+        assert cfg.subject is not None
+        detections = detector.detect(image, cfg.subject)
+        if not detections:
+            return SubjectMask(np.zeros(image.shape[:2], np.float32), "text", details=details)
+        best = detections[0]
+        details.update(
+            sam_box=list(best.box),
+            box_score=round(best.score, 4),
+            below_threshold=best.score < cfg.text_threshold,
         )
+        fallback = "OpenCV GrabCut inside the detected box"
+        segmenter = self._sam_or_fallback(image, cfg, fallback, details)
+        if segmenter is None:
+            mask = grabcut_from_prompts(image, [], box=best.box)
+            return SubjectMask(mask, "text", details={**details, "refined_with": "grabcut"})
+        details["refined_with"] = cfg.sam_model
+        return self._sam_mask(segmenter, cfg, [], [], best.box, "text", details)
 
 
 def _ignored_sources(cfg: MaskConfig) -> list[str]:
