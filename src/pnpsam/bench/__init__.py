@@ -1,0 +1,37 @@
+"""Benchmark harness: run named methods over a dataset, score them, tabulate and plot.
+
+Python use::
+
+    from pnpsam.bench import BenchmarkRunner, parse_methods
+    runner = BenchmarkRunner(editor, editor.default_config(), "bench-out", metrics=metrics)
+    result = runner.run(load_dataset("edits.jsonl"), parse_methods("pnp,pnp-masked"))
+
+Command line: ``pnpsam bench`` (see :mod:`pnpsam.bench.cli`).
+"""
+
+from pnpsam.bench.methods import (
+    METHODS,
+    MethodOutput,
+    MethodSpec,
+    MethodSpecError,
+    parse_methods,
+    sweep_methods,
+)
+from pnpsam.bench.report import Estimate, MethodSummary, mean_ci, summarize
+from pnpsam.bench.runner import BenchmarkRunner, BenchResult, read_rows
+
+__all__ = [
+    "METHODS",
+    "BenchResult",
+    "BenchmarkRunner",
+    "Estimate",
+    "MethodOutput",
+    "MethodSpec",
+    "MethodSpecError",
+    "MethodSummary",
+    "mean_ci",
+    "parse_methods",
+    "read_rows",
+    "summarize",
+    "sweep_methods",
+]

@@ -1,0 +1,169 @@
+"""``pnpsam bench``: run methods over a dataset and write the table, plot and grid.
+
+Wire-in for the main CLI (two lines in ``pnpsam.cli.build_parser``)::
+
+    from pnpsam.bench.cli import add_bench_parser
+    add_bench_parser(subparsers)   # sets args.run = run_bench
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pnpsam.bench.methods import METHODS, parse_methods, split_method_list, sweep_methods
+from pnpsam.bench.runner import BenchmarkRunner
+from pnpsam.config import PRESETS, ConfigError, EditConfig, apply_preset
+from pnpsam.datasets import load_dataset
+from pnpsam.masks.config import DEFAULT_SAM_MODEL
+from pnpsam.metrics import (
+    ClipScoreConfig,
+    EditMetrics,
+    EditMetricsConfig,
+    LpipsConfig,
+    StructureDistanceConfig,
+)
+
+# (flag, config section, field, type, help) for the edit settings a benchmark usually varies.
+EDIT_FLAGS: tuple[tuple[str, str, str, type, str], ...] = (
+    ("--model", "model", "model", str, "hub id, diffusers folder or .safetensors file"),
+    ("--device", "model", "device", str, "auto, cpu, cuda or mps"),
+    ("--dtype", "model", "dtype", str, "fp32, fp16 or bf16"),
+    ("--size", "preprocess", "size", int, "model input short side in px"),
+    ("--inversion-steps", "inversion", "steps", int, "DDIM inversion steps"),
+    ("--steps", "pnp", "steps", int, "DDIM sampling steps"),
+    ("--guidance", "pnp", "guidance", float, "classifier-free guidance scale"),
+)
+
+
+def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``bench`` on the main CLI's subparsers; sets ``run=run_bench``."""
+    methods_help = "; ".join(f"{name}: {info.summary}" for name, info in METHODS.items())
+    parser = subparsers.add_parser(
+        "bench",
+        help="run editing methods over a dataset; metrics table, trade-off plot, image grid",
+        description="Run each method over the dataset (a JSONL/CSV manifest, a PnP TI2I yaml "
+        "or a PIE-Bench folder) and write per-item images, rows.jsonl, summary.md/.csv (mean "
+        "and 95%% CI per method), tradeoff.png and grid.png. Re-running skips finished items.",
+    )
+    parser.add_argument("--dataset", required=True, help="manifest, TI2I yaml or PIE-Bench dir")
+    parser.add_argument(
+        "--methods",
+        default="pnp",
+        help="comma-separated NAME[:key=value...] specs, e.g. "
+        f"'pnp,pnp-masked,sdedit:strength=0.5'. Methods: {methods_help}",
+    )
+    parser.add_argument("--out", default="bench-out", help="output folder (resumable)")
+    parser.add_argument("--limit", type=int, help="only the first N items")
+    parser.add_argument(
+        "--sweep",
+        help="ablation: KEY=V1,V2,... runs every method once per value (e.g. pnp_f_t=0.2,0.5,0.8)",
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="named edit settings")
+    parser.add_argument("--config", help="YAML/JSON edit config (model/preprocess/inversion/pnp)")
+    for flag, _section, _field, kind, text in EDIT_FLAGS:
+        parser.add_argument(flag, type=kind, default=None, help=text)
+    metrics = parser.add_argument_group("metrics")
+    metrics.add_argument("--no-metrics", action="store_true", help="images and timings only")
+    metrics.add_argument("--metrics-device", default=None, help="default: the editor's device")
+    metrics.add_argument("--dino-model", default=StructureDistanceConfig.model_id)
+    metrics.add_argument("--clip-model", default=ClipScoreConfig.model_id)
+    metrics.add_argument(
+        "--lpips",
+        choices=("auto", "lpips", "transformers"),
+        default=LpipsConfig.backend,
+        help="lpips: the paper's (needs the lpips package); transformers: unweighted formula",
+    )
+    metrics.add_argument("--lpips-backbone", default=LpipsConfig.backbone_id)
+    parser.add_argument(
+        "--sam-model",
+        default=None,
+        help=f"SAM for items with points/box (default {DEFAULT_SAM_MODEL})",
+    )
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="re-run items recorded as failed"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=run_bench)
+    return parser
+
+
+def _edit_config(args: argparse.Namespace) -> EditConfig:
+    cfg = EditConfig()
+    if args.preset:
+        cfg = apply_preset(cfg, args.preset)
+    data = cfg.to_dict()
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise ConfigError(f"config file {args.config!r} does not exist")
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {args.config!r} must hold a mapping")
+        sections = loaded.get("config", loaded)  # an edit run record nests them
+        for name, values in sections.items():
+            if name in data and isinstance(values, dict):
+                data[name].update(values)
+    if args.sam_model:
+        data["mask"]["sam_model"] = args.sam_model
+    for flag, section, field_name, _kind, _text in EDIT_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            data[section][field_name] = value
+    return EditConfig.from_dict(data).validate()
+
+
+def parse_sweep(text: str) -> tuple[str, list[Any]]:
+    """``"pnp_f_t=0.2,0.5"`` -> ("pnp_f_t", [0.2, 0.5]); values are YAML."""
+    key, sep, raw = text.partition("=")
+    values = [yaml.safe_load(v) for v in split_method_list(raw)]
+    if not sep or not key.strip() or not values:
+        raise ConfigError(f"--sweep expects KEY=V1,V2,...; got {text!r}")
+    return key.strip(), values
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Entry point of ``pnpsam bench`` (returns the exit status)."""
+    from pnpsam.api import PnPEditor
+
+    methods = parse_methods(args.methods)
+    if args.sweep:
+        methods = sweep_methods(methods, *parse_sweep(args.sweep))
+    items = load_dataset(args.dataset)
+    if args.limit is not None:
+        items = items[: args.limit]
+    config = _edit_config(args)
+    editor = PnPEditor.from_pretrained(config.model)
+    if args.quiet:
+        editor.pipeline.sd.set_progress_bar_config(disable=True)
+    device = args.metrics_device or editor.pipeline.device
+    metrics = None
+    if not args.no_metrics:
+        metrics = EditMetrics.from_pretrained(
+            EditMetricsConfig(
+                structure=StructureDistanceConfig(model_id=args.dino_model),
+                clip=ClipScoreConfig(model_id=args.clip_model),
+                lpips=LpipsConfig(backend=args.lpips, backbone_id=args.lpips_backbone),
+            ),
+            device=device,
+        )
+    runner = BenchmarkRunner(
+        editor,
+        config,
+        args.out,
+        metrics=metrics,
+        progress=not args.quiet,
+        retry_failed=args.retry_failed,
+    )
+    result = runner.run(items, methods, dataset=str(args.dataset))
+    print((result.out / "summary.md").read_text(encoding="utf-8"))
+    print(
+        f"ran {result.ran}, skipped {result.skipped} (already done), failed {result.failed} "
+        f"in {result.seconds:.1f} s"
+    )
+    for path in result.files.values():
+        print(path)
+    return 0

@@ -1,0 +1,244 @@
+"""Turn metric rows into the benchmark's summary table (Markdown + CSV), plot and image grid.
+
+Rows are dicts with ``method``, ``item``, ``prompt_index``, ``status`` ("ok" / "failed") and
+metric values. Each method's summary gives, per metric, the mean over its ok rows and a 95%
+Student-t confidence interval of that mean (``mean +- t(0.975, n-1) * sd / sqrt(n)``; none
+for n < 2).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import stats
+
+# Column order of the tables, and the scale PIE-Bench prints each metric at.
+METRIC_ORDER = (
+    "structure",
+    "structure_subject",
+    "structure_background",
+    "clip_whole",
+    "clip_subject",
+    "clip_background",
+    "clip_edited",
+    "psnr_bg",
+    "ssim_bg",
+    "mse_bg",
+    "lpips_bg",
+    "lpips_unweighted_bg",
+    "seconds",
+)
+DISPLAY_SCALE = {
+    "structure": 1e3,
+    "structure_subject": 1e3,
+    "structure_background": 1e3,
+    "ssim_bg": 1e2,
+    "mse_bg": 1e4,
+    "lpips_bg": 1e3,
+    "lpips_unweighted_bg": 1e3,
+}
+LOWER_IS_BETTER = {"structure", "structure_subject", "structure_background", "mse_bg"}
+LOWER_IS_BETTER |= {"lpips_bg", "lpips_unweighted_bg", "seconds"}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Mean and 95% confidence interval of one metric for one method (NaN bounds if n < 2)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> Estimate:
+    """Mean and Student-t interval of the finite ``values`` (inf/NaN are left out)."""
+    finite = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
+    n = len(finite)
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    mean = float(finite.mean())
+    if n < 2:
+        return Estimate(mean, math.nan, math.nan, 1)
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * finite.std(ddof=1) / math.sqrt(n))
+    return Estimate(mean, mean - half, mean + half, n)
+
+
+@dataclass
+class MethodSummary:
+    """One table row: a method's item counts and metric estimates."""
+
+    method: str
+    items_ok: int
+    items_failed: int
+    metrics: dict[str, Estimate]
+
+
+def latest_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The last row per (method, item, prompt_index): re-runs append, the newest counts."""
+    latest: dict[tuple[Any, Any, Any], Mapping[str, Any]] = {}
+    for row in rows:
+        latest[(row["method"], row["item"], row.get("prompt_index"))] = row
+    return list(latest.values())
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> list[MethodSummary]:
+    """Per method (in ``methods`` order): counts and mean/CI of every metric in its ok rows."""
+    current = latest_rows(rows)
+    summaries = []
+    for method in methods:
+        mine = [r for r in current if r["method"] == method]
+        ok = [r for r in mine if r["status"] == "ok"]
+        failed_items = {r["item"] for r in mine if r["status"] == "failed"}
+        keys = [k for k in METRIC_ORDER if any(k in r for r in ok)]
+        summaries.append(
+            MethodSummary(
+                method,
+                len({r["item"] for r in ok} - failed_items),
+                len(failed_items),
+                {k: mean_ci([float(r[k]) for r in ok if k in r]) for k in keys},
+            )
+        )
+    return summaries
+
+
+def _columns(summaries: Sequence[MethodSummary]) -> list[str]:
+    present = {k for s in summaries for k in s.metrics}
+    return [k for k in METRIC_ORDER if k in present]
+
+
+def _header(key: str) -> str:
+    scale = DISPLAY_SCALE.get(key)
+    arrow = "↓" if key in LOWER_IS_BETTER else "↑"
+    return f"{key} ×10^{round(math.log10(scale))} {arrow}" if scale else f"{key} {arrow}"
+
+
+def markdown_table(summaries: Sequence[MethodSummary]) -> str:
+    """Markdown: one row per method, ``mean ± half-width`` at PIE-Bench's display scales."""
+    columns = _columns(summaries)
+    lines = [
+        "| method | items ok | failed | " + " | ".join(_header(c) for c in columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
+    ]
+    for summary in summaries:
+        cells = []
+        for key in columns:
+            estimate = summary.metrics.get(key)
+            scale = DISPLAY_SCALE.get(key, 1.0)
+            if estimate is None or estimate.n == 0:
+                cells.append("—")
+            elif math.isnan(estimate.low):
+                cells.append(f"{estimate.mean * scale:.2f}")
+            else:
+                half = (estimate.high - estimate.mean) * scale
+                cells.append(f"{estimate.mean * scale:.2f} ± {half:.2f}")
+        counts = f"{summary.items_ok} | {summary.items_failed}"
+        lines.append(f"| {summary.method} | {counts} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(summaries: Sequence[MethodSummary]) -> str:
+    """CSV in raw units: per metric ``_mean``, ``_ci_low``, ``_ci_high`` and ``_n`` columns."""
+    columns = _columns(summaries)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    header = ["method", "items_ok", "items_failed"]
+    header += [f"{c}_{part}" for c in columns for part in ("mean", "ci_low", "ci_high", "n")]
+    writer.writerow(header)
+    for summary in summaries:
+        row: list[Any] = [summary.method, summary.items_ok, summary.items_failed]
+        for key in columns:
+            estimate = summary.metrics.get(key, Estimate(math.nan, math.nan, math.nan, 0))
+            row += [estimate.mean, estimate.low, estimate.high, estimate.n]
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def tradeoff_plot(summaries: Sequence[MethodSummary], path: Path) -> bool:
+    """Structure distance (x, lower = structure kept) vs CLIP (y) per method, with 95% CIs.
+
+    One panel for the whole image and, when subject masks were given, one for the subject.
+    Returns False (and writes nothing) when no method has both metrics.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    panels = [
+        (x, "clip_whole")
+        for x in ("structure", "structure_subject")
+        if any(x in s.metrics and "clip_whole" in s.metrics for s in summaries)
+    ]
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
+    for ax, (x_key, y_key) in zip(axes[0], panels, strict=True):
+        for summary in summaries:
+            x, y = summary.metrics.get(x_key), summary.metrics.get(y_key)
+            if x is None or y is None or x.n == 0 or y.n == 0:
+                continue
+            ax.errorbar(
+                x.mean * 1e3,
+                y.mean,
+                xerr=None
+                if math.isnan(x.low)
+                else [[(x.mean - x.low) * 1e3], [(x.high - x.mean) * 1e3]],
+                yerr=None if math.isnan(y.low) else [[y.mean - y.low], [y.high - y.mean]],
+                fmt="o",
+                capsize=3,
+                label=summary.method,
+            )
+            ax.annotate(
+                summary.method,
+                (x.mean * 1e3, y.mean),
+                fontsize=7,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
+        ax.set_xlabel(f"{x_key} ×10³ (lower = structure kept)")
+        ax.set_ylabel(f"{y_key} (higher = follows the text)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.suptitle("Structure vs text alignment (mean, 95% CI)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def image_grid(
+    rows: Sequence[Sequence[Image.Image | None]],
+    column_titles: Sequence[str],
+    row_titles: Sequence[str],
+    cell: int = 128,
+) -> Image.Image:
+    """A labelled grid of ``cell``-pixel thumbnails (None = an empty grey cell)."""
+    title_h, label_w = 28, 120
+    grid = Image.new(
+        "RGB", (label_w + cell * len(column_titles), title_h + cell * len(rows)), "white"
+    )
+    draw = ImageDraw.Draw(grid)
+    for c, title in enumerate(column_titles):
+        draw.text((label_w + c * cell + 3, 3), title[:22], fill="black")
+    for r, (title, images) in enumerate(zip(row_titles, rows, strict=True)):
+        top = title_h + r * cell
+        draw.text((3, top + cell // 2 - 6), title[:18], fill="black")
+        for c, image in enumerate(images):
+            left = label_w + c * cell
+            if image is None:
+                draw.rectangle([left, top, left + cell - 1, top + cell - 1], fill=(200, 200, 200))
+                continue
+            thumb = image.convert("RGB").copy()
+            thumb.thumbnail((cell, cell))
+            grid.paste(thumb, (left + (cell - thumb.width) // 2, top + (cell - thumb.height) // 2))
+    return grid

@@ -1,0 +1,325 @@
+"""Run methods over a dataset: per-item images, metric rows, summary table, plot and grid.
+
+Output folder layout::
+
+    rows.jsonl                      append-only: one row per (method, item, prompt) and run
+    images/source/<item>.png        the source at the model's input size
+    images/<method>/<item>_<k>.png  the edit for target prompt k
+    summary.md, summary.csv         per method: mean and 95% CI of every metric
+    tradeoff.png                    structure distance vs CLIP score per method
+    grid.png                        sources and each method's first edit, first items
+    bench.json                      what was run (methods, base config, dataset, timings)
+
+Resumable: an item counts as done for a method when ``rows.jsonl`` holds rows for all its
+prompts made with the same method and edit settings, and it is then skipped — its images and
+rows are never rewritten. A failing item (unreadable image, missing mask, ...) gets a ``failed``
+row with the error and the run goes on; a later run retries it only with ``retry_failed``
+(``--retry-failed``), appending new rows (the newest row per item and prompt counts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from pnpsam.api import PnPEditor
+from pnpsam.bench.methods import MethodSpec, item_mask_config, run_method
+from pnpsam.bench.report import (
+    MethodSummary,
+    csv_table,
+    image_grid,
+    latest_rows,
+    markdown_table,
+    summarize,
+    tradeoff_plot,
+)
+from pnpsam.config import EditConfig
+from pnpsam.datasets import EditItem
+from pnpsam.imageio import atomic_write, load_image, save_json, save_png
+from pnpsam.masks.ops import resize_mask
+from pnpsam.metrics import EditMetrics
+
+ROWS_FILE = "rows.jsonl"
+
+
+@dataclass
+class BenchResult:
+    """What a run did and where it wrote."""
+
+    out: Path
+    summaries: list[MethodSummary]
+    ran: int  # (method, item) pairs computed in this run
+    skipped: int  # pairs already finished by an earlier run
+    failed: int  # pairs that failed in this run
+    seconds: float
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """All rows of a ``rows.jsonl`` (a torn last line from a crash is skipped)."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and {"method", "item", "status"} <= row.keys():
+            rows.append(row)
+    return rows
+
+
+def _append_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    text = "".join(json.dumps(row, default=_json_default) + "\n" for row in rows)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def settings_hash(spec: MethodSpec, config: EditConfig) -> str:
+    """Short fingerprint of a method and its resolved edit settings (resume key)."""
+    text = json.dumps(
+        {"method": spec.label, "params": spec.method_params(), "config": config.to_dict()},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def item_mask(item: EditItem, image: Image.Image) -> np.ndarray | None:
+    """The item's given mask at the image's own size (``HxW float32``, 1 = subject), or None.
+
+    Clicks/boxes are not resolved here: they travel in the config's ``mask`` section and the
+    editor turns them into a mask (SAM, or its GrabCut fallback).
+    """
+    mask = item.load_mask()
+    if mask is None:
+        return None
+    return resize_mask(mask.astype(np.float32), image.height, image.width)
+
+
+class BenchmarkRunner:
+    """Runs method specs over items with one loaded editor (and optional metric models)."""
+
+    def __init__(
+        self,
+        editor: PnPEditor,
+        base_config: EditConfig,
+        out: str | Path,
+        metrics: EditMetrics | None = None,
+        progress: bool = True,
+        grid_items: int = 8,
+        retry_failed: bool = False,
+    ) -> None:
+        self.editor = editor
+        self.base_config = editor.resolve(base_config)
+        self.out = Path(out)
+        self.metrics = metrics
+        self.progress = progress
+        self.grid_items = grid_items
+        self.retry_failed = retry_failed  # False: a recorded failure counts as done
+
+    @property
+    def rows_path(self) -> Path:
+        return self.out / ROWS_FILE
+
+    def image_path(self, spec: MethodSpec | None, item: EditItem, index: int = 0) -> Path:
+        if spec is None:
+            return self.out / "images" / "source" / f"{item.id}.png"
+        return self.out / "images" / spec.slug / f"{item.id}_{index}.png"
+
+    def run(
+        self, items: Sequence[EditItem], methods: Sequence[MethodSpec], dataset: str = ""
+    ) -> BenchResult:
+        """Run every method on every item not yet finished, then write the reports."""
+        started = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        configs = {spec.label: self._config_for(spec) for spec in methods}
+        hashes = {spec.label: settings_hash(spec, configs[spec.label]) for spec in methods}
+        finished = self._finished(read_rows(self.rows_path), items, hashes)
+        pending = [
+            (spec, item)
+            for spec in methods
+            for item in items
+            if (spec.label, item.id) not in finished
+        ]
+        ran = failed = 0
+        bar = tqdm(pending, desc="bench", unit="edit", disable=not self.progress)
+        for spec, item in bar:
+            bar.set_postfix_str(f"{spec.label} / {item.id}", refresh=False)
+            rows = self._run_one(spec, item, configs[spec.label], hashes[spec.label])
+            _append_rows(self.rows_path, rows)
+            ran += 1
+            failed += any(row["status"] == "failed" for row in rows)
+        bar.close()
+        summaries = summarize(read_rows(self.rows_path), [spec.label for spec in methods])
+        files = self._write_reports(summaries, items, methods)
+        seconds = time.perf_counter() - started
+        save_json(
+            {
+                "dataset": dataset,
+                "items": len(items),
+                "methods": [spec.label for spec in methods],
+                "base_config": self.base_config.to_dict(),
+                "ran": ran,
+                "skipped": len(methods) * len(items) - len(pending),
+                "failed": failed,
+                "seconds": seconds,
+            },
+            self.out / "bench.json",
+        )
+        skipped = len(methods) * len(items) - len(pending)
+        return BenchResult(self.out, summaries, ran, skipped, failed, seconds, files)
+
+    def _config_for(self, spec: MethodSpec) -> EditConfig:
+        return spec.edit_config(self.base_config)
+
+    def _finished(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        items: Sequence[EditItem],
+        hashes: Mapping[str, str],
+    ) -> set[tuple[str, str]]:
+        prompts = {item.id: len(item.target_prompts) for item in items}
+        ok: dict[tuple[str, str], set[int]] = {}
+        done_statuses = {"ok"} if self.retry_failed else {"ok", "failed"}
+        for row in latest_rows(rows):
+            if row["status"] in done_statuses and row.get("settings") == hashes.get(row["method"]):
+                ok.setdefault((row["method"], row["item"]), set()).add(int(row["prompt_index"]))
+        return {key for key, done in ok.items() if len(done) == prompts.get(key[1], -1)}
+
+    def _run_one(
+        self, spec: MethodSpec, item: EditItem, base: EditConfig, settings: str
+    ) -> list[dict[str, Any]]:
+        common = {"method": spec.label, "item": item.id, "settings": settings}
+        started = time.perf_counter()
+        try:
+            if item.image_path is None:
+                raise ValueError(
+                    "generated sources (no image file) are not supported by the runner; "
+                    "generate the image first and list it in a manifest"
+                )
+            config = EditConfig.from_dict(base.to_dict())
+            config.pnp.seed = item.seed
+            config.mask = item_mask_config(config.mask, item.points, item.point_labels, item.box)
+            image = load_image(item.image_path)
+            full_mask = item_mask(item, image)
+            output = run_method(spec, self.editor, image, full_mask, item.target_prompts, config)
+            seconds = time.perf_counter() - started
+            source_path = self.image_path(None, item)
+            if not source_path.exists():
+                save_png(output.source, source_path)
+            paths = [self.image_path(spec, item, k) for k in range(len(output.images))]
+            for picture, path in zip(output.images, paths, strict=True):
+                save_png(picture, path)
+            mask = None
+            if full_mask is not None or config.mask.has_source:
+                # The same mask the editor uses, at the model input size, for the split metrics.
+                subject = self.editor.subject_mask(image, config, full_mask)
+                mask = subject.mask if subject is not None and subject.usable else None
+            scores = self._score(output.source, output.images, item.target_prompts, mask)
+        except Exception as error:  # a failed item is recorded and the run goes on
+            detail = traceback.format_exception_only(type(error), error)[-1].strip()
+            return [
+                {
+                    **common,
+                    "prompt_index": k,
+                    "prompt": prompt,
+                    "status": "failed",
+                    "error": detail,
+                }
+                for k, prompt in enumerate(item.target_prompts)
+            ]
+        per_prompt = seconds / len(item.target_prompts)
+        return [
+            {
+                **common,
+                "prompt_index": k,
+                "prompt": prompt,
+                "status": "ok",
+                "image": str(path.relative_to(self.out)),
+                "has_mask": mask is not None,
+                "seconds": per_prompt,
+                **row,
+            }
+            for k, (prompt, path, row) in enumerate(
+                zip(item.target_prompts, paths, scores, strict=True)
+            )
+        ]
+
+    def _score(
+        self,
+        source: Image.Image,
+        outputs: Sequence[Image.Image],
+        prompts: Sequence[str],
+        mask: np.ndarray | None,
+    ) -> list[dict[str, float]]:
+        if self.metrics is None:
+            return [{} for _ in outputs]
+        count = len(outputs)
+        masks = [mask] * count
+        return self.metrics.evaluate([source] * count, outputs, prompts, masks, masks)
+
+    def _write_reports(
+        self,
+        summaries: Sequence[MethodSummary],
+        items: Sequence[EditItem],
+        methods: Sequence[MethodSpec],
+    ) -> dict[str, Path]:
+        files = {"rows": self.rows_path}
+        for name, text in (
+            ("summary.md", markdown_table(summaries)),
+            ("summary.csv", csv_table(summaries)),
+        ):
+            files[name] = _write_text(self.out / name, text)
+        plot = self.out / "tradeoff.png"
+        if tradeoff_plot(summaries, plot):
+            files["tradeoff.png"] = plot
+        shown = list(items[: self.grid_items])
+        if shown:
+            grid = image_grid(
+                [
+                    [_open(self.image_path(None, item))]
+                    + [_open(self.image_path(spec, item, 0)) for spec in methods]
+                    for item in shown
+                ],
+                ["source", *[spec.label for spec in methods]],
+                [item.id for item in shown],
+            )
+            save_png(grid, self.out / "grid.png")
+            files["grid.png"] = self.out / "grid.png"
+        return files
+
+
+def _open(path: Path) -> Image.Image | None:
+    if not path.is_file():
+        return None
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def _write_text(path: Path, text: str) -> Path:
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    atomic_write(path, write)
+    return path
