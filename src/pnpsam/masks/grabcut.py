@@ -41,9 +41,10 @@ def grabcut_from_prompts(
     neg_points: Sequence[Point] = (),
     box: Box | None = None,
     iterations: int = 5,
-    margin: float = 0.3,
+    margin: float = 0.4,
     disc_fraction: float = 0.03,
     work_side: int | None = 400,
+    seed: int = 0,
 ) -> np.ndarray:
     """Subject mask ``HxW float32`` (0/1) from clicks with GrabCut.
 
@@ -52,7 +53,13 @@ def grabcut_from_prompts(
     discs and negative clicks sure-background discs of radius ``disc_fraction`` x the shorter side;
     the rest is "probably subject" for GrabCut to decide. Images whose longer side exceeds
     ``work_side`` are segmented at that size and the mask upsampled (GrabCut's cost grows with
-    the pixel count; its colour models do not need full resolution).
+    the pixel count; its colour models do not need full resolution). GrabCut initialises its
+    colour models with k-means on OpenCV's global RNG, which is seeded with ``seed`` first so
+    the same clicks give the same mask.
+
+    The default ``margin`` was picked on scikit-image's coffee photo: single clicks on the cup,
+    saucer rim and spoon gave a mean IoU with a hand-drawn cup+saucer region of 0.79 at 0.4,
+    0.60 at 0.3 and 0.74 at 0.5.
     """
     rgb = as_rgb_image(image)
     height, width = rgb.shape[:2]
@@ -86,6 +93,7 @@ def grabcut_from_prompts(
     foreground_model = np.zeros((1, 65), np.float64)
     # OpenCV's GrabCut expects 8-bit 3-channel BGR.
     bgr = np.ascontiguousarray(work[..., ::-1])
+    cv2.setRNGSeed(seed)
     cv2.grabCut(
         bgr,
         seeds,
