@@ -99,6 +99,7 @@ def test_clicks_with_sam_pick_best_or_chosen_and_reuse_embedding(
     assert chosen.chosen_index == 2
     assert best.mask.shape == (400, 600) and set(np.unique(best.mask)) <= {0.0, 1.0}
     assert best.provenance()["sam_model"] == models["sam"]
+    json.dumps(best.provenance())
 
 
 def test_bad_clicks_fail_before_any_model_loads(coffee: np.ndarray) -> None:
@@ -159,6 +160,7 @@ def test_subject_text_with_and_without_sam_refinement(
     x, y = refined.details["sam_point"]
     assert coarse.mask[int(y), int(x)] == 1.0  # SAM was prompted inside CLIPSeg's blob
     assert len(refined.scores) == 3
+    json.dumps(refined.provenance())
 
 
 def test_subject_text_with_grounding_dino_boxes(models: dict[str, str], coffee: np.ndarray) -> None:
@@ -171,6 +173,7 @@ def test_subject_text_with_grounding_dino_boxes(models: dict[str, str], coffee: 
     x0, y0, x1, y1 = refined.details["sam_box"]
     assert 0 <= x0 < x1 <= 600 and 0 <= y0 < y1 <= 400
     assert isinstance(refined.details["below_threshold"], bool)
+    json.dumps(refined.provenance())
 
     cfg.sam_model = models["missing"]
     with pytest.warns(SamUnavailableWarning, match="GrabCut inside the detected box"):
