@@ -1,9 +1,12 @@
 """Front of the masks package: turn a :class:`MaskConfig` into the subject mask.
 
-Loads the models a config asks for (SAM / SAM-2, CLIPSeg), keeps them and the last image
-embedding between calls (a UI can call :meth:`MaskMaker.make` on every click and pay for the
-image encoder once), falls back to GrabCut when SAM cannot be loaded, then applies the mask tools
-(fill holes -> grow/shrink -> invert -> feather) and the coverage check.
+Sources, by precedence: a mask file, else clicks (points / negative points / box) into SAM, else
+``subject`` text (CLIPSeg map or Grounding DINO box, refined by SAM). Loads the models a config
+asks for, keeps them and the last image embedding between calls (a UI can call
+:meth:`MaskMaker.make` on every click and pay for the image encoder once), falls back with a
+:class:`SamUnavailableWarning` when SAM cannot be loaded (GrabCut for clicks and boxes, CLIPSeg's
+own map for text), then applies the mask tools (fill holes -> grow/shrink -> invert -> feather)
+and the coverage check.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from pnpsam.masks.text import (
 
 
 class SamUnavailableWarning(UserWarning):
-    """SAM weights could not be loaded; the mask comes from the GrabCut fallback."""
+    """SAM weights could not be loaded; the mask comes from a rougher fallback."""
 
 
 @dataclass
@@ -73,6 +76,7 @@ class SubjectMask:
 
 
 def _image_key(image: np.ndarray) -> str:
+    """Identity of an image's pixels, to know when SAM's cached embedding is still valid."""
     return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape)
 
 
