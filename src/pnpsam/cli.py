@@ -23,6 +23,7 @@ from PIL import Image
 
 from pnpsam.api import PnPEditor, unet_evaluations
 from pnpsam.config import PRESETS, ConfigError, EditConfig, apply_preset
+from pnpsam.demo import add_demo_parser
 from pnpsam.imageio import ImageInputError, load_image, save_json, save_png
 from pnpsam.injection import InjectionSiteError
 from pnpsam.inversion import TimestepGridError
@@ -178,7 +179,12 @@ OPTIONS = (
     Option("--subject", "mask", "subject", "text naming the subject (no clicks needed)"),
     Option("--mask", "mask", "mask_file", "subject mask image (white = subject), any size"),
     Option("--sam-model", "mask", "sam_model", "SAM / SAM-2 hub id or folder"),
-    Option("--text-model", "mask", "text_model", "CLIPSeg hub id or folder for --subject"),
+    Option(
+        "--text-model",
+        "mask",
+        "text_model",
+        "CLIPSeg or Grounding DINO hub id or folder for --subject",
+    ),
     Option(
         "--mask-index", "mask", "multimask_index", "SAM candidate (default: best IoU)", type=int
     ),
@@ -190,7 +196,8 @@ OPTIONS = (
         "--no-grabcut-fallback",
         "mask",
         "grabcut_fallback",
-        "fail instead of using GrabCut when SAM cannot be loaded",
+        "fail when SAM cannot be loaded instead of falling back (GrabCut for clicks, "
+        "CLIPSeg's coarse map for text)",
         switch=True,
     ),
     Option(
@@ -437,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_edit_parser(subparsers)
+    add_demo_parser(subparsers)
     return parser
 
 
