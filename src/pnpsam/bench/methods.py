@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -236,6 +237,9 @@ def run_method(
     return MethodOutput(result.source, result.images, details)
 
 
+_IMG2IMG: weakref.WeakKeyDictionary[PnPEditor, Any] = weakref.WeakKeyDictionary()
+
+
 def _run_sdedit(
     editor: PnPEditor,
     image: Image.Image,
@@ -246,8 +250,11 @@ def _run_sdedit(
     from diffusers import StableDiffusionImg2ImgPipeline
 
     source = editor.prepare(image, config.preprocess)
-    img2img = StableDiffusionImg2ImgPipeline.from_pipe(editor.pipeline.sd)
-    img2img.set_progress_bar_config(disable=True)
+    img2img = _IMG2IMG.get(editor)
+    if img2img is None:  # built once per editor; shares its modules, no copy of the weights
+        img2img = StableDiffusionImg2ImgPipeline.from_pipe(editor.pipeline.sd)
+        img2img.set_progress_bar_config(disable=True)
+        _IMG2IMG[editor] = img2img
     device = editor.pipeline.device
     generator = torch.Generator(device="cpu" if device.type == "mps" else device)
     images = img2img(
