@@ -146,3 +146,13 @@ def test_bad_inputs_name_the_problem(metric):
         metric([image], [image], [np.ones((32, 32))])
     with pytest.raises(ValueError, match="differ after resizing"):
         metric([image], [photo(64)[:32]])  # 32x64 vs 64x64
+
+
+def test_hub_layout_keys_load_into_the_hooked_projection(dino_dir, metric):
+    """facebook/dino-vitb8 stores 4.x names (as save_pretrained still writes them); the key
+    weights must land in the projection the hook watches, not be silently re-initialised."""
+    from safetensors.torch import load_file
+
+    state = load_file(dino_dir / "model.safetensors")
+    stored = state["encoder.layer.2.attention.attention.key.weight"]
+    torch.testing.assert_close(metric._key_projection.weight, stored)
