@@ -22,6 +22,7 @@ import yaml
 from PIL import Image
 
 from pnpsam.api import PnPEditor, unet_evaluations
+from pnpsam.bench.cli import add_bench_parser
 from pnpsam.config import PRESETS, ConfigError, EditConfig, apply_preset
 from pnpsam.demo import add_demo_parser
 from pnpsam.imageio import ImageInputError, load_image, save_json, save_png
@@ -445,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_edit_parser(subparsers)
     add_demo_parser(subparsers)
+    add_bench_parser(subparsers)
     return parser
 
 
