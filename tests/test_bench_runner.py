@@ -174,7 +174,7 @@ def test_cli_sweep_end_to_end(tiny_model_dir, metric_dirs, manifest, tmp_path, c
     printed = capsys.readouterr().out
     assert "| pnp:pnp_f_t=0.0 | 2 | 0 |" in printed and "| pnp:pnp_f_t=1.0 | 2 | 0 |" in printed
     grid = Image.open(tmp_path / "sweep" / "grid.png")
-    assert grid.size == (120 + 3 * 128, 28 + 2 * 128)  # source + 2 sweep values, 2 items
+    assert grid.size == (120 + 3 * 128, 40 + 2 * 128)  # source + 2 sweep values, 2 items
     rows = read_rows(tmp_path / "sweep" / "rows.jsonl")
     no_injection = [r["structure"] for r in rows if r["method"] == "pnp:pnp_f_t=0.0"]
     assert len(no_injection) == 3 and all(v >= 0 for v in no_injection)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,14 +224,16 @@ def image_grid(
     cell: int = 128,
 ) -> Image.Image:
     """A labelled grid; each image scaled to fit a ``cell`` x ``cell`` square (None = grey)."""
-    title_h, label_w = 28, 120
+    title_h, label_w = 40, 120
     font = ImageFont.load_default(size=11)
     grid = Image.new(
         "RGB", (label_w + cell * len(column_titles), title_h + cell * len(rows)), "white"
     )
     draw = ImageDraw.Draw(grid)
     for c, title in enumerate(column_titles):
-        draw.text((label_w + c * cell + 3, 6), title[:24], fill="black", font=font)
+        # Long method specs wrap onto two lines at their ':' separators where possible.
+        lines = textwrap.wrap(title.replace(":", ": "), width=cell // 6)[:2]
+        draw.multiline_text((label_w + c * cell + 3, 4), "\n".join(lines), fill="black", font=font)
     for r, (title, images) in enumerate(zip(row_titles, rows, strict=True)):
         top = title_h + r * cell
         draw.text((3, top + cell // 2 - 6), title[:20], fill="black", font=font)
