@@ -47,7 +47,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="run editing methods over a dataset; metrics table, trade-off plot, image grid",
         description="Run each method over the dataset (a JSONL/CSV manifest, a PnP TI2I yaml "
         "or a PIE-Bench folder) and write per-item images, rows.jsonl, summary.md/.csv (mean "
-        "and 95%% CI per method), tradeoff.png and grid.png. Re-running skips finished items.",
+        "and 95% CI per method), tradeoff.png and grid.png. Re-running skips finished items.",
     )
     parser.add_argument("--dataset", required=True, help="manifest, TI2I yaml or PIE-Bench dir")
     parser.add_argument(
