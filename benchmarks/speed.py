@@ -77,7 +77,8 @@ def main() -> None:
         editor._last_inversion = None  # time the inversion too
         editor.edit(image, prompts[:k], cfg)
         ours = time.perf_counter() - started
-        ours_evals = unet_evaluations(cfg.pnp, cfg.inversion, k)
+        calls = editor.pipeline.inversion_calls(cfg.inversion.steps, cfg.pnp.steps)
+        ours_evals = unet_evaluations(cfg.pnp, calls, k)
         started = time.perf_counter()
         editor._last_inversion = None
         port_evals = port_like(editor, image, cfg, prompts[:k])

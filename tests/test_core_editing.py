@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from pnpsam.api import PnPEditor, unet_evaluations
-from pnpsam.config import ConfigError, EditConfig, InversionConfig, PnPConfig
+from pnpsam.config import ConfigError, EditConfig, PnPConfig
 
 PROMPTS = ["a red robot", "a blue dog", "a photo of snow"]
 
@@ -84,11 +84,13 @@ def test_empty_prompt_list_is_refused(editor, small_config, photo) -> None:
         editor.edit(photo, [], small_config)
 
 
-def test_unet_evaluation_count() -> None:
-    cfg, inversion = PnPConfig(), InversionConfig()
+def test_unet_evaluation_count(editor: PnPEditor) -> None:
+    cfg = PnPConfig()
     # 50 inversion + 40 source rows + 2 x 50 guided rows per prompt
-    assert unet_evaluations(cfg, inversion, 1) == 50 + 40 + 100
-    assert unet_evaluations(cfg, inversion, 4) == 50 + 40 + 400
+    assert unet_evaluations(cfg, 50, 1) == 50 + 40 + 100
+    assert unet_evaluations(cfg, 50, 4) == 50 + 40 + 400
+    assert editor.pipeline.inversion_calls(50, 50) == 50
+    assert editor.pipeline.inversion_calls(999, 50) == 981  # nothing above t=981 is read
 
 
 def test_non_square_image_keeps_aspect(editor, small_config) -> None:

@@ -285,9 +285,12 @@ class PnPEditor:
         )
 
 
-def unet_evaluations(cfg: PnPConfig, inversion: InversionConfig, num_prompts: int) -> int:
-    """UNet row-evaluations (batch rows x steps) one image with ``num_prompts`` prompts costs."""
+def unet_evaluations(cfg: PnPConfig, inversion_calls: int, num_prompts: int) -> int:
+    """UNet row-evaluations (batch rows x steps) one image with ``num_prompts`` prompts costs.
+
+    ``inversion_calls``: UNet calls of the inversion (``PnPPipeline.inversion_calls``).
+    """
     injecting = max(cfg.residual_steps, cfg.attention_steps)
     per_chunk_source = injecting  # the source row runs only while something is injected
     chunks = -(-num_prompts // (cfg.prompt_batch_size or num_prompts))
-    return inversion.steps + chunks * per_chunk_source + 2 * num_prompts * cfg.steps
+    return inversion_calls + chunks * per_chunk_source + 2 * num_prompts * cfg.steps

@@ -114,6 +114,13 @@ OPTIONS = (
         "resize: keep aspect (port); center-crop: square (paper)",
         choices=("resize", "center-crop"),
     ),
+    Option(
+        "--resample",
+        "preprocess",
+        "resample",
+        "resize filter (the port: bilinear)",
+        choices=("lanczos", "bilinear", "bicubic"),
+    ),
     Option("--inversion-steps", "inversion", "steps", "DDIM inversion steps", type=int),
     Option("--inversion-prompt", "inversion", "prompt", "text the inversion is conditioned on"),
     Option("--steps", "pnp", "steps", "DDIM sampling steps", type=int),
@@ -428,7 +435,9 @@ def run_edit(args: argparse.Namespace) -> int:
         "versions": versions(),
         "timings": {"load_s": loaded - started, **result.timings},
         "unet_evaluations": unet_evaluations(
-            result.config.pnp, result.config.inversion, len(prompts)
+            result.config.pnp,
+            editor.pipeline.inversion_calls(result.config.inversion.steps, result.config.pnp.steps),
+            len(prompts),
         ),
     }
     save_json(record, paths.record)

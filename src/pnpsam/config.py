@@ -23,6 +23,7 @@ PAPER_RESIDUAL_BLOCKS = (4,)
 Device = Literal["auto", "cpu", "cuda", "mps"]
 DType = Literal["fp32", "fp16", "bf16"]
 ResizeMode = Literal["resize", "center-crop"]
+Resample = Literal["lanczos", "bilinear", "bicubic"]
 SourceStream = Literal["inversion", "reconstruction"]
 StartLatent = Literal["inversion", "noise"]
 InjectionMode = Literal["replace", "blend"]
@@ -70,10 +71,12 @@ class PreprocessConfig:
     # size (UNet sample_size x VAE factor: 512 for SD 1.5, 768 for SD 2.1)
     size: int | None = None
     resize_mode: ResizeMode = "resize"  # resize: aspect kept (the port); center-crop: the paper
+    resample: Resample = "lanczos"  # PIL filter; the paper uses lanczos, the port bilinear
     max_input_pixels: int = 64_000_000  # refuse larger files before decoding them fully
 
     def validate(self) -> None:
         _check_choice("resize_mode", self.resize_mode, ResizeMode)
+        _check_choice("resample", self.resample, Resample)
         if self.size is not None and (
             not isinstance(self.size, int) or not 16 <= self.size <= 4096
         ):
@@ -226,7 +229,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "start": "inversion",
             "injection": "replace",
         },
-        "preprocess": {"resize_mode": "resize"},
+        "preprocess": {"resize_mode": "resize", "resample": "bilinear"},
     },
     # This project's default: the port's algorithm with a 50-step inversion (20x cheaper).
     "fast": {"inversion": {"steps": 50}},
@@ -234,7 +237,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
         "inversion": {"steps": 999},
         "pnp": {"source": "reconstruction"},
-        "preprocess": {"resize_mode": "center-crop"},
+        "preprocess": {"resize_mode": "center-crop", "resample": "lanczos"},
     },
 }
 

@@ -19,6 +19,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pnpsam.config import PreprocessConfig
 
 MIN_INPUT_SIDE = 16  # pixels; anything smaller carries no structure worth keeping
+RESAMPLE = {
+    "lanczos": Image.Resampling.LANCZOS,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+}
 MAX_ASPECT_SIDES = 4  # the long side may be at most this many times the target size
 
 
@@ -87,11 +92,12 @@ def target_size(
 def prepare_image(
     image: Image.Image, cfg: PreprocessConfig, size: int, multiple: int
 ) -> Image.Image:
-    """Resize (or center-crop and resize) an RGB image to the model's input size (LANCZOS)."""
+    """Resize (or center-crop and resize) an image to the model's input size (``cfg.resample``)."""
     width, height = target_size(image.width, image.height, cfg, size, multiple)
+    resample = RESAMPLE[cfg.resample]
     if cfg.resize_mode == "center-crop":
-        return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
-    return image.resize((width, height), Image.Resampling.LANCZOS)
+        return ImageOps.fit(image, (width, height), resample)
+    return image.resize((width, height), resample)
 
 
 def pil_to_tensor_range(image: Image.Image) -> np.ndarray:

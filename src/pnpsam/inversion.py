@@ -91,7 +91,9 @@ def ddim_invert(
         )
     latent = clean_latent
     kept: dict[int, torch.Tensor] = {}
-    for index, t in enumerate(scheduler.timesteps):
+    # Steps above the highest kept timestep feed nothing (999 steps: 18 of them), so stop there.
+    last = max(keep) if keep else grid[-1]
+    for index, t in enumerate(scheduler.timesteps[: grid.index(last) + 1]):
         noise = unet(latent, t, encoder_hidden_states=text_embedding).sample
         latent = scheduler.step(noise, t, latent).prev_sample
         if int(t) in keep:

@@ -22,7 +22,7 @@ from pnpsam.injection import (
     InjectionSettings,
     find_injection_sites,
 )
-from pnpsam.inversion import InvertedLatents, StepCallback, ddim_invert
+from pnpsam.inversion import InvertedLatents, StepCallback, ddim_invert, inversion_timesteps
 from pnpsam.models.loading import inverse_scheduler_for
 from pnpsam.sampling import SamplingCallback, TextConditions, pnp_sample
 
@@ -92,6 +92,11 @@ class PnPPipeline:
     def sampling_timesteps(self, steps: int) -> list[int]:
         self.scheduler.set_timesteps(steps)
         return [int(t) for t in self.scheduler.timesteps]
+
+    def inversion_calls(self, inversion_steps: int, sampling_steps: int) -> int:
+        """UNet calls an inversion makes: it stops at the highest sampling timestep."""
+        grid = inversion_timesteps(self.inverse_scheduler, inversion_steps)
+        return grid.index(max(self.sampling_timesteps(sampling_steps))) + 1
 
     def invert(
         self,
