@@ -10,6 +10,7 @@ from pnpsam.toyworld.measure import (
     clutter_survival,
     label_accuracy,
     mean_iou,
+    score_edit,
     subject_color,
     subject_iou,
 )
@@ -84,3 +85,20 @@ def test_fold_latent_stats_normalises_latents_without_changing_decoding() -> Non
     assert torch.allclose(after.std, before.std / std[None, :, None, None], rtol=1e-4)
     assert torch.allclose(decoded_after, decoded_before, atol=1e-4)
     assert vae.config.scaling_factor == 1.0
+
+
+def test_score_edit_on_a_perfect_and_a_failed_edit() -> None:
+    source = render_scene(SceneSpec("red", "circle", "grass", clutter=12), seed=3)
+    target = SceneSpec("blue", "circle", "snow")
+    # A perfect edit: same geometry, target colour and background, fresh clutter.
+    perfect = render_scene(SceneSpec("blue", "circle", "snow", clutter=12), seed=99).image
+    scores = score_edit(source, target, perfect)
+    assert scores.subject_iou > 0.97
+    assert scores.color_follows and scores.background_follows and scores.shape_kept
+    assert abs(scores.clutter_survival) < 0.15
+    # A failed edit: the source returned unchanged keeps its clutter and ignores the text.
+    failed = score_edit(source, target, source.image)
+    assert not failed.color_follows and not failed.background_follows
+    assert failed.clutter_survival > 0.4
+    with pytest.raises(ValueError, match=r"\(32, 32, 3\)"):
+        score_edit(source, target, np.zeros((32, 32, 3), dtype=np.uint8))

@@ -29,7 +29,7 @@ class GenerationConfig:
     """Text-to-image sampling settings used to score the toy model."""
 
     steps: int = 25  # DDIM steps
-    guidance_scale: float = 6.0
+    guidance_scale: float = 4.0  # best of 2-9 on 100 samples (colour+shape peak near 4)
     batch_size: int = 32
 
 

@@ -5,18 +5,21 @@
 - text followed on the subject: :func:`subject_color` (nearest palette colour of the median pixel
   inside a mask) or the judge's colour label, scored by :func:`label_accuracy`;
 - background follows the text: the judge's background label, scored by :func:`label_accuracy`;
-- old background structure comes back: :func:`clutter_survival`.
+- old background structure comes back: :func:`clutter_survival`;
+- all of them for one edit of a rendered scene: :func:`score_edit`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
 import numpy as np
 
-from pnpsam.toyworld.world import COLORS
+from pnpsam.toyworld.judge import judge_image
+from pnpsam.toyworld.world import COLORS, RenderedScene, SceneSpec
 
 
 class Labelled(Protocol):
@@ -115,3 +118,33 @@ def clutter_survival(
     if x.std() == 0 or y.std() == 0:
         return 0.0
     return float(np.corrcoef(x, y)[0, 1])
+
+
+@dataclass(frozen=True)
+class EditScores:
+    """How an edit of a toy scene did. ``subject_iou``: judged output subject vs the source's
+    exact mask, in [0, 1]; ``color_follows`` / ``background_follows``: the judge reads the target
+    prompt's colour / background; ``shape_kept``: the judge reads the source's shape;
+    ``clutter_survival``: see :func:`clutter_survival` (~0 = old clutter gone)."""
+
+    subject_iou: float
+    color_follows: bool
+    background_follows: bool
+    shape_kept: bool
+    clutter_survival: float
+
+
+def score_edit(source: RenderedScene, target: SceneSpec, output: np.ndarray) -> EditScores:
+    """Score HxWx3 uint8 ``output``, an edit of rendered ``source`` toward ``target``'s caption."""
+    if output.shape != source.image.shape:
+        raise ValueError(f"output {output.shape} must match the source image {source.image.shape}")
+    judged = judge_image(output)
+    return EditScores(
+        subject_iou=subject_iou(judged.subject_mask, source.subject_mask),
+        color_follows=judged.color == target.color,
+        background_follows=judged.background == target.background,
+        shape_kept=judged.shape == target.shape,
+        clutter_survival=clutter_survival(
+            source.clutter_mask, output, source.subject_mask | judged.subject_mask
+        ),
+    )
