@@ -24,16 +24,31 @@ from pnpsam.api import PnPEditor
 from pnpsam.bench.methods import MethodSpec, parse_methods, run_method
 from pnpsam.config import EditConfig, ModelConfig
 from pnpsam.imageio import save_json, save_png
-from pnpsam.toyworld.judge import judge_image
-from pnpsam.toyworld.measure import clutter_survival, subject_iou
-from pnpsam.toyworld.world import BACKGROUNDS, COLORS, SceneSpec, render_scene, sample_specs
+from pnpsam.toyworld.measure import score_edit
+from pnpsam.toyworld.world import (
+    BACKGROUNDS,
+    COLORS,
+    RenderedScene,
+    SceneSpec,
+    render_scene,
+    sample_specs,
+)
 
 TOY_MODEL = Path(__file__).parent / "assets" / "toy"
 # The toy UNet has one layer per block (2 resnets per up block, LDM output blocks 0-7). The
-# paper's residual site (up_blocks[1].resnets[1], block 3) runs at 4x4 there; block 5
-# (up_blocks[2].resnets[1], 8x8) keeps the shape. Attention: every decoder self-attention from
-# the paper's level on, as in SD's blocks 4-11.
-TOY_EDIT = {"pnp": {"residual_blocks": [5], "attention_blocks": [3, 4, 5, 6, 7]}}
+# paper's residual site (up_blocks[1].resnets[1], block 3) runs at 4x4 there. Measured on 6
+# pairs at 20 steps (shape IoU / colour followed): no injection 0.33 / 0.83; residual 3 +
+# attention 3-7: 0.40 / 0.83; residual 5: 0.44 / 0.83; residual 4 (up_blocks[2].resnets[0],
+# 8x8) + every decoder self-attention (2-7): 0.55 / 0.50 — the most structure, used here.
+# Its tokenizer holds 16 tokens: the port's negative prompt would be cut, so none is used.
+TOY_EDIT = {
+    "pnp": {
+        "residual_blocks": [4],
+        "attention_blocks": [2, 3, 4, 5, 6, 7],
+        "negative_prompt": "",
+        "guidance": 6.0,
+    }
+}
 DEMO_METHODS = (
     "pnp:pnp_f_t=0:pnp_attn_t=0",  # no injection: sampling from the inverted latent
     "pnp",
@@ -59,13 +74,23 @@ METHOD_NAMES = {
 
 @dataclass(frozen=True)
 class ToyPair:
-    """A toy source (with exact masks) and a target that changes colour and background."""
+    """A toy source (rendered, with exact masks) and a target of another colour and background."""
 
     source: SceneSpec
     target: SceneSpec
-    image: np.ndarray  # HxWx3 uint8
-    subject: np.ndarray  # HxW bool
-    clutter: np.ndarray  # HxW bool
+    scene: RenderedScene
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.scene.image  # HxWx3 uint8
+
+    @property
+    def subject(self) -> np.ndarray:
+        return self.scene.subject_mask  # HxW bool
+
+    @property
+    def clutter(self) -> np.ndarray:
+        return self.scene.clutter_mask  # HxW bool
 
 
 def toy_pairs(count: int, seed: int = 0) -> list[ToyPair]:
@@ -80,22 +105,19 @@ def toy_pairs(count: int, seed: int = 0) -> list[ToyPair]:
             color=colors[rng.integers(len(colors))],
             background=backgrounds[rng.integers(len(backgrounds))],
         )
-        scene = render_scene(spec, seed=seed * 1000 + i)
-        pairs.append(ToyPair(spec, target, scene.image, scene.subject_mask, scene.clutter_mask))
+        pairs.append(ToyPair(spec, target, render_scene(spec, seed=seed * 1000 + i)))
     return pairs
 
 
 def score_toy_edit(pair: ToyPair, output: np.ndarray) -> dict[str, float]:
     """Meaning of one edit: shape IoU, colour/background/shape followed, clutter survival."""
-    judged = judge_image(output)
+    scores = score_edit(pair.scene, pair.target, output)
     return {
-        "iou": subject_iou(judged.subject_mask, pair.subject),
-        "color": float(judged.color == pair.target.color),
-        "background": float(judged.background == pair.target.background),
-        "shape": float(judged.shape == pair.target.shape),
-        "clutter": clutter_survival(
-            pair.clutter, output, exclude=pair.subject | judged.subject_mask
-        ),
+        "iou": scores.subject_iou,
+        "color": float(scores.color_follows),
+        "background": float(scores.background_follows),
+        "shape": float(scores.shape_kept),
+        "clutter": scores.clutter_survival,
     }
 
 
