@@ -35,10 +35,12 @@ def _bytes_to_unicode() -> dict[int, str]:
 def build_offline_clip_tokenizer(
     words: Iterable[str] = (), model_max_length: int = 77
 ) -> CLIPTokenizer:
-    """A byte-level ``CLIPTokenizer`` built in memory, with each of ``words`` merged into one token.
+    """A byte-level ``CLIPTokenizer`` built in memory, with merges for each of ``words``.
 
-    Any text tokenizes (unknown words fall back to single bytes); the listed ``words`` become
-    single tokens through a chain of merges, which keeps sequences short for tiny text encoders.
+    Any text tokenizes (unknown words fall back to single bytes). Each listed word gets a chain
+    of left-to-right merges; a word whose letters an earlier word's merges grab first (e.g.
+    "desert" after "sea") comes out as a few pieces rather than one token. Either way the
+    sequences stay short for tiny text encoders, and training and inference agree.
     Vocabulary order: 256 byte symbols, the same with ``</w>``, merged pieces, then BOS and EOS.
     """
     byte_symbols = list(_bytes_to_unicode().values())
