@@ -109,7 +109,8 @@ class PnPPipeline:
         clean = self.encode_image(image)
         embedding = self.encode_text([cfg.prompt])
         keep = self.sampling_timesteps(sampling_steps)
-        with self.sd.progress_bar(total=cfg.steps) as bar:
+        total = self.inversion_calls(cfg.steps, sampling_steps)
+        with self.sd.progress_bar(total=total) as bar:
             bar.set_description("invert")
             return ddim_invert(
                 self.unet,
