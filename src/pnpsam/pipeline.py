@@ -96,7 +96,9 @@ class PnPPipeline:
     def inversion_calls(self, inversion_steps: int, sampling_steps: int) -> int:
         """UNet calls an inversion makes: it stops at the highest sampling timestep."""
         grid = inversion_timesteps(self.inverse_scheduler, inversion_steps)
-        return grid.index(max(self.sampling_timesteps(sampling_steps))) + 1
+        last = max(self.sampling_timesteps(sampling_steps))
+        # a grid without it is refused by ddim_invert, naming the missing timesteps
+        return grid.index(last) + 1 if last in grid else len(grid)
 
     def invert(
         self,
