@@ -197,7 +197,13 @@ class PnPEditor:
         sha = _sha256_of(inverted_image)
         key = (sha, repr(cfg.preprocess), repr(cfg.inversion), cfg.pnp.steps)
         if self._last_inversion is not None and self._last_inversion[0] == key:
-            return dataclasses.replace(self._last_inversion[1], image=prepared, subject=subject)
+            # same pixels inverted: reuse the latents, with this call's subject and restore mode
+            return dataclasses.replace(
+                self._last_inversion[1],
+                image=prepared,
+                subject=subject,
+                weaken=dataclasses.replace(cfg.weaken),
+            )
         start = time.perf_counter()
         tensor = torch.from_numpy(pil_to_tensor_range(inverted_image))
         latents = self.pipeline.invert(tensor, cfg.inversion, cfg.pnp.steps)
