@@ -9,14 +9,13 @@ Wire-in for the main CLI (two lines in ``pnpsam.cli.build_parser``)::
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from pnpsam.bench.methods import METHODS, parse_methods, split_method_list, sweep_methods
 from pnpsam.bench.runner import BenchmarkRunner
-from pnpsam.config import PRESETS, ConfigError, EditConfig, apply_preset
+from pnpsam.config import PRESETS, ConfigError, EditConfig
 from pnpsam.datasets import load_dataset
 from pnpsam.masks.config import DEFAULT_SAM_MODEL
 from pnpsam.metrics import (
@@ -26,17 +25,19 @@ from pnpsam.metrics import (
     LpipsConfig,
     StructureDistanceConfig,
 )
+from pnpsam.options import OPTIONS, add_options, resolve_config
 
-# (flag, config section, field, type, help) for the edit settings a benchmark usually varies.
-EDIT_FLAGS: tuple[tuple[str, str, str, type, str], ...] = (
-    ("--model", "model", "model", str, "hub id, diffusers folder or .safetensors file"),
-    ("--device", "model", "device", str, "auto, cpu, cuda or mps"),
-    ("--dtype", "model", "dtype", str, "fp32, fp16 or bf16"),
-    ("--size", "preprocess", "size", int, "model input short side in px"),
-    ("--inversion-steps", "inversion", "steps", int, "DDIM inversion steps"),
-    ("--steps", "pnp", "steps", int, "DDIM sampling steps"),
-    ("--guidance", "pnp", "guidance", float, "classifier-free guidance scale"),
+# The edit settings a benchmark usually varies: the same flags as ``pnpsam edit``.
+BENCH_FLAGS = (
+    "--model",
+    "--device",
+    "--dtype",
+    "--size",
+    "--inversion-steps",
+    "--steps",
+    "--guidance",
 )
+EDIT_OPTIONS = tuple(option for option in OPTIONS if option.flag in BENCH_FLAGS)
 
 
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -64,8 +65,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), help="named edit settings")
     parser.add_argument("--config", help="YAML/JSON edit config (model/preprocess/inversion/pnp)")
-    for flag, _section, _field, kind, text in EDIT_FLAGS:
-        parser.add_argument(flag, type=kind, default=None, help=text)
+    add_options(parser, EDIT_OPTIONS)
     metrics = parser.add_argument_group("metrics")
     metrics.add_argument("--no-metrics", action="store_true", help="images and timings only")
     metrics.add_argument("--metrics-device", default=None, help="default: the editor's device")
@@ -92,28 +92,10 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def _edit_config(args: argparse.Namespace) -> EditConfig:
-    cfg = EditConfig()
-    if args.preset:
-        cfg = apply_preset(cfg, args.preset)
-    data = cfg.to_dict()
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise ConfigError(f"config file {args.config!r} does not exist")
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {args.config!r} must hold a mapping")
-        sections = loaded.get("config", loaded)  # an edit run record nests them
-        for name, values in sections.items():
-            if name in data and isinstance(values, dict):
-                data[name].update(values)
+    cfg, _ = resolve_config(args, EDIT_OPTIONS)
     if args.sam_model:
-        data["mask"]["sam_model"] = args.sam_model
-    for flag, section, field_name, _kind, _text in EDIT_FLAGS:
-        value = getattr(args, flag[2:].replace("-", "_"))
-        if value is not None:
-            data[section][field_name] = value
-    return EditConfig.from_dict(data).validate()
+        cfg.mask.sam_model = args.sam_model
+    return cfg
 
 
 def parse_sweep(text: str) -> tuple[str, list[Any]]:
