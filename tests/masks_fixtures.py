@@ -41,7 +41,7 @@ from transformers import (
     ViTImageProcessorPil,
 )
 
-from pnpsam.models.offline import build_offline_clip_tokenizer
+from pnpsam.models.offline import build_offline_clip_tokenizer, token_ids_config
 
 TINY_SAM_INPUT = 256  # model input side; the embedding grid is TINY_SAM_INPUT / 16 = 16
 
@@ -138,14 +138,11 @@ def save_tiny_clipseg(folder: Path, seed: int = 0) -> Path:
     """A 3-layer CLIPSeg at 64 px input with the offline CLIP tokenizer, saved to ``folder``."""
     tokenizer = build_offline_clip_tokenizer(["the", "goldfish", "cat", "cup"])
     text = CLIPSegTextConfig(
-        vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=37,
         num_hidden_layers=2,
         num_attention_heads=4,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        **token_ids_config(tokenizer),
     )
     vision = CLIPSegVisionConfig(
         hidden_size=32,

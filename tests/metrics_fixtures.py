@@ -26,7 +26,7 @@ from transformers import (
     ViTModel,
 )
 
-from pnpsam.models.offline import build_offline_clip_tokenizer
+from pnpsam.models.offline import build_offline_clip_tokenizer, token_ids_config
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -54,15 +54,12 @@ def save_tiny_clip(folder: Path) -> Path:
     torch.manual_seed(0)
     tokenizer = build_offline_clip_tokenizer(CLIP_WORDS)
     text = CLIPTextConfig(
-        vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=37,
         num_attention_heads=4,
         num_hidden_layers=2,
         max_position_embeddings=77,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        **token_ids_config(tokenizer),
     )
     vision = CLIPVisionConfig(
         hidden_size=32,

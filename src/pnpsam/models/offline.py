@@ -32,6 +32,20 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, (chr(c) for c in codes), strict=True))
 
 
+def token_ids_config(tokenizer: CLIPTokenizer) -> dict[str, int]:
+    """Text-config fields that must agree with ``tokenizer``: vocab size and special-token ids.
+
+    Pass them into a ``CLIPTextConfig`` (or CLIPSeg's) so its embedding table and the EOS
+    pooling position match the tokens it will be given.
+    """
+    return {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
 def build_offline_clip_tokenizer(
     words: Iterable[str] = (), model_max_length: int = 77
 ) -> CLIPTokenizer:

@@ -11,7 +11,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from pnpsam.models.offline import build_offline_clip_tokenizer
+from pnpsam.models.offline import build_offline_clip_tokenizer, token_ids_config
 
 SD15_DOWN_BLOCKS = ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
 SD15_UP_BLOCKS = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
@@ -44,11 +44,8 @@ def tiny_sd15_pipeline(
             intermediate_size=37,
             num_attention_heads=4,
             num_hidden_layers=2,
-            vocab_size=len(tokenizer),
             max_position_embeddings=tokenizer.model_max_length,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+            **token_ids_config(tokenizer),
         )
     )
     unet = UNet2DConditionModel(

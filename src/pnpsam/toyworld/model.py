@@ -15,7 +15,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from pnpsam.models.offline import build_offline_clip_tokenizer
+from pnpsam.models.offline import build_offline_clip_tokenizer, token_ids_config
 from pnpsam.toyworld.world import IMAGE_SIZE, WORLD_WORDS
 
 
@@ -34,23 +34,20 @@ class ToyModelConfig:
 
 
 def build_tokenizer(config: ToyModelConfig) -> CLIPTokenizer:
-    """Offline CLIP tokenizer: every world word is a single token."""
+    """Offline CLIP tokenizer with merges for every world word (most become one token)."""
     return build_offline_clip_tokenizer(WORLD_WORDS, model_max_length=config.max_tokens)
 
 
 def build_text_encoder(config: ToyModelConfig, tokenizer: CLIPTokenizer) -> CLIPTextModel:
     """A small CLIP text encoder whose special-token ids match ``tokenizer``."""
     text_config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
         hidden_size=config.text_width,
         intermediate_size=config.text_width * 4,
         num_hidden_layers=config.text_layers,
         num_attention_heads=config.text_heads,
         max_position_embeddings=config.max_tokens,
         projection_dim=config.text_width,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        **token_ids_config(tokenizer),
     )
     return CLIPTextModel(text_config)
 
