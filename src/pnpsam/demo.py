@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 from pnpsam.api import PnPEditor
 from pnpsam.bench.methods import MethodSpec, parse_methods, run_method
 from pnpsam.config import EditConfig, ModelConfig
-from pnpsam.imageio import save_json, save_png
+from pnpsam.imageio import atomic_write, save_json, save_png
 from pnpsam.toyworld.measure import score_edit
 from pnpsam.toyworld.world import (
     BACKGROUNDS,
@@ -234,8 +234,8 @@ def run_demo(args: argparse.Namespace) -> int:
     rows, outputs = run_toy_comparison(editor, pairs, methods, args.steps)
     out = Path(args.out)
     save_png(comparison_grid(pairs, outputs), out / "grid.png")
-    (out / "metrics.md").parent.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.md").write_text(metrics_markdown(rows, len(pairs)))
+    table = metrics_markdown(rows, len(pairs))
+    atomic_write(out / "metrics.md", lambda tmp: tmp.write_text(table))
     save_json(
         {
             "model": args.model,
@@ -247,6 +247,6 @@ def run_demo(args: argparse.Namespace) -> int:
         },
         out / "metrics.json",
     )
-    print(metrics_markdown(rows, len(pairs)))
+    print(table)
     print(f"wrote {out / 'grid.png'}, {out / 'metrics.md'}, {out / 'metrics.json'}")
     return 0

@@ -134,19 +134,22 @@ class PnPPipeline:
         of an inverted start is partly re-noised: sqrt(1 - b) x_T + sqrt(b) noise outside the
         subject, so the old background's structure is not carried into the edit.
         """
-        first = self.sampling_timesteps(cfg.steps)[0]
-        generator = torch.Generator("cpu").manual_seed(cfg.seed)
-        noise = torch.randn(inverted.clean.shape, generator=generator, dtype=torch.float32)
-        noise = noise.to(device=self.device, dtype=self.dtype)
         if cfg.start == "noise":
-            return noise
-        start = inverted.at(first)
+            return self._seeded_noise(inverted.clean.shape, cfg.seed)
+        start = inverted.at(self.sampling_timesteps(cfg.steps)[0])
         if mask is None or cfg.background_noise == 0.0:
             return start
         b = cfg.background_noise
+        noise = self._seeded_noise(start.shape, cfg.seed)
         renoised = (1.0 - b) ** 0.5 * start + b**0.5 * noise
         subject = F.interpolate(mask.to(start), size=start.shape[-2:], mode="area")
         return torch.lerp(renoised, start, subject)
+
+    def _seeded_noise(self, shape: torch.Size, seed: int) -> torch.Tensor:
+        """Gaussian noise drawn on the CPU (the same on every device) from ``seed``."""
+        generator = torch.Generator("cpu").manual_seed(seed)
+        noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+        return noise.to(device=self.device, dtype=self.dtype)
 
     def edit(
         self,
