@@ -108,6 +108,16 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def _reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """VAE/decoder objective on images in [-1, 1]: MSE plus half L1 (L1 keeps edges crisp)."""
+    return F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x)
+
+
+def _psnr(recon: torch.Tensor, x: torch.Tensor) -> float:
+    """PSNR in dB for images in [-1, 1] (peak-to-peak range 2, so peak power 4)."""
+    return 10 * math.log10(4.0 / F.mse_loss(recon, x).item())
+
+
 def train_vae(vae: AutoencoderKL, images: np.ndarray, cfg: TrainConfig) -> None:
     """Train ``vae`` in place on random batches of ``images`` (NxHxWx3 uint8)."""
     gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -123,12 +133,12 @@ def train_vae(vae: AutoencoderKL, images: np.ndarray, cfg: TrainConfig) -> None:
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
         recon = vae.decode(z).sample
         kl = posterior.kl().mean()
-        loss = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + cfg.vae_kl_weight * kl
+        loss = _reconstruction_loss(recon, x) + cfg.vae_kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % cfg.log_every == 0 or step == cfg.vae_steps - 1:
-            psnr = 10 * math.log10(4.0 / F.mse_loss(recon, x).item())
+            psnr = _psnr(recon, x)
             LOG.info(
                 "vae step %d/%d loss %.4f psnr %.2f dB kl %.1f (%.0f s)",
                 step, cfg.vae_steps, loss.item(), psnr, kl.item(), time.time() - start,
@@ -156,12 +166,12 @@ def finetune_decoder(
         x = to_model_range(images[idx.numpy()])
         z = latents[idx] + cfg.decoder_latent_noise * torch.randn(latents[idx].shape, generator=gen)
         recon = vae.decode(z).sample
-        loss = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x)
+        loss = _reconstruction_loss(recon, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % cfg.log_every == 0 or step == cfg.decoder_steps - 1:
-            psnr = 10 * math.log10(4.0 / F.mse_loss(recon, x).item())
+            psnr = _psnr(recon, x)
             LOG.info(
                 "decoder step %d/%d loss %.4f psnr %.2f dB (%.0f s)",
                 step, cfg.decoder_steps, loss.item(), psnr, time.time() - start,
