@@ -5,8 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from pnpsam.toyworld.judge import NOT_FOUND, classify_shape, judge_image, judge_images
+from pnpsam.toyworld.judge import NOT_FOUND, classify_shape, corner_fill, judge_image, judge_images
 from pnpsam.toyworld.measure import label_accuracy, mean_iou
 from pnpsam.toyworld.world import SHAPES, SceneSpec, render, sample_specs, shape_mask
 
@@ -60,3 +61,19 @@ def test_judge_reports_missing_subject_and_bad_input() -> None:
 def test_shape_rule_on_exact_masks(shape: str) -> None:
     for size in (0.12, 0.2, 0.3):
         assert classify_shape(shape_mask(shape, (0.5, 0.5), size, 64)) == shape
+
+
+def test_shape_rule_reads_rounded_squares_and_ragged_circles() -> None:
+    """The toy VAE rounds a square's corners and roughens a circle's rim; the corner rule still
+    tells them apart."""
+    square = shape_mask("square", (0.5, 0.5), 0.25, 64)
+    disk = np.hypot(*np.mgrid[-4:5, -4:5]) <= 4.0  # radius 4 px on a 27 px side
+    rounded = ndimage.binary_opening(square, structure=disk)
+    assert rounded.sum() < square.sum()  # the corners really are cut
+    rows, cols = np.flatnonzero(rounded.any(axis=1)), np.flatnonzero(rounded.any(axis=0))
+    box = rounded[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    assert 0.2 < corner_fill(box, 0.25) < 1.0
+    assert classify_shape(rounded) == "square"
+    circle = shape_mask("circle", (0.5, 0.5), 0.25, 64)
+    ragged = circle | ndimage.binary_dilation(circle, iterations=1) & (np.arange(64)[None] % 5 == 0)
+    assert classify_shape(ragged) == "circle"

@@ -50,6 +50,7 @@ TOY_EDIT = {
     }
 }
 DEMO_METHODS = (
+    "pnp:pnp_f_t=0:pnp_attn_t=0:start=noise",  # fresh noise: plain text-to-image, seeded
     "pnp:pnp_f_t=0:pnp_attn_t=0",  # no injection: sampling from the inverted latent
     "pnp",
     "scheme1",
@@ -62,6 +63,7 @@ DEMO_METHODS = (
     "pnp-masked:background_noise=0.5",
 )
 METHOD_NAMES = {
+    "pnp:pnp_f_t=0:pnp_attn_t=0:start=noise": "fresh noise",
     "pnp:pnp_f_t=0:pnp_attn_t=0": "no injection",
     "scheme3:background=remove:restore=none": "scheme3 remove",
     "scheme3": "scheme3 dim+global",

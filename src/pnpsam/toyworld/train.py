@@ -306,7 +306,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--work-dir", type=Path, default=Path("toy_work"), help="cache of the VAE and latents"
     )
     parser.add_argument("--vae-only", action="store_true", help="stop after the VAE stage")
-    parser.add_argument("--vae-resume", type=Path, default=None, help="VAE folder to continue")
+    parser.add_argument(
+        "--vae-resume",
+        type=Path,
+        default=None,
+        help="VAE folder to continue (already folded; with --vae-steps 0 it is used as is)",
+    )
+    parser.add_argument(
+        "--unet-resume",
+        type=Path,
+        default=None,
+        help="pipeline folder whose UNet + text encoder the UNet stage continues from",
+    )
     parser.add_argument("--decoder-only", action="store_true", help="stop after the decoder stage")
     parser.add_argument(
         "--assemble", action="store_true", help="only swap the work-dir VAE into --out"
@@ -347,6 +358,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         t0 = time.time()
         means = encode_latent_means(vae, images)
         mean, std = means.mean(dim=(0, 2, 3)), means.std(dim=(0, 2, 3))
+        if cfg.vae_steps == 0 and args.vae_resume is not None:
+            # An untouched resumed VAE is already folded: refolding would rescale the latents
+            # a UNet may already have been trained on.
+            mean, std = torch.zeros_like(mean), torch.ones_like(std)
         fold_latent_stats(vae, mean, std)
         # Folding is affine in the posterior mean, so no second encoding pass is needed.
         latents = (means - mean[None, :, None, None]) / std[None, :, None, None]
@@ -381,8 +396,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     tokenizer = build_tokenizer(model_cfg)
     token_ids = tokenize(tokenizer, captions)
     empty_ids = tokenize(tokenizer, [""])[0]
-    text_encoder = build_text_encoder(model_cfg, tokenizer)
-    unet = build_unet(model_cfg)
+    if args.unet_resume is None:
+        text_encoder = build_text_encoder(model_cfg, tokenizer)
+        unet = build_unet(model_cfg)
+    else:
+        # Continue an earlier run: fp16 shipped weights are trained on in float32.
+        resumed = StableDiffusionPipeline.from_pretrained(
+            args.unet_resume, torch_dtype=torch.float32, local_files_only=True
+        )
+        if resumed.tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise SystemExit(f"{args.unet_resume}: its tokenizer differs from the toy world's")
+        text_encoder, unet = resumed.text_encoder, resumed.unet
+        LOG.info("unet + text encoder resumed from %s", args.unet_resume)
     LOG.info(
         "unet %.2f M params, text encoder %.2f M, vae %.2f M",
         sum(p.numel() for p in unet.parameters()) / 1e6,
