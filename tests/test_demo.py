@@ -20,6 +20,10 @@ def test_toy_pairs_change_colour_and_background_only() -> None:
         assert (pair.target.shape, pair.target.center) == (pair.source.shape, pair.source.center)
         assert pair.subject.any() and pair.clutter.any()
     assert [p.target for p in toy_pairs(5, seed=3)] == [p.target for p in pairs]
+    recolour = toy_pairs(5, seed=3, change_background=False)
+    for pair, same_colour in zip(recolour, pairs, strict=True):
+        assert pair.target.background == pair.source.background
+        assert pair.target.color == same_colour.target.color
 
 
 def test_demo_writes_a_grid_and_a_table_with_every_method(tmp_path: Path) -> None:

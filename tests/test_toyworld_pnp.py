@@ -1,94 +1,85 @@
-"""PnP on the shipped toy model keeps the subject's shape and follows the target colour.
+"""PnP on the shipped toy model keeps the subject's shape where sampling without injection loses it.
 
-Fixed source-target pairs: a cluttered toy scene and the same caption with another subject colour.
-Plain PnP is compared with sampling from the inverted latent without injection and with fresh
-noise, by the judge's subject mask IoU against the source's exact mask.
+Fixed pairs of a cluttered toy scene and a target caption, edited with the demo's toy settings
+(``pnpsam.demo.TOY_EDIT``: residual features at LDM output block 4 = ``up_blocks[2].resnets[0]``,
+8x8 in this model, self-attention Q/K at blocks 2-7, guidance 4). Plain PnP is compared with
+sampling from the inverted latent without injection and with fresh noise, by the judge's subject
+mask IoU against the source's exact mask. Two pair sets:
 
-The toy UNet has one layer per block, so its up blocks hold 2 resnets each and the LDM output
-blocks are numbered 0-7 (SD 1.5: 0-11). The paper's residual layer ``up_blocks[1].resnets[1]``
-is block 3 here and runs at 4x4; block 5 (``up_blocks[2].resnets[1]``) runs at 8x8. Measured
-on 16 pairs (20 steps, guidance 4): subject IoU PnP@5 0.77, PnP@3 0.72, no injection 0.73,
-fresh noise 0.22; subject colour follows the target 0.69 / 0.88 / 0.88 / 0.81. So in this
-model the DDIM-inverted latent alone already keeps most of the layout; injection at 8x8 adds a
-little shape and costs some colour. The asserted floors are what holds on the 8 pairs below.
+- recolour (target changes the subject colour only): the inverted latent alone keeps much of the
+  layout here, so PnP's margin over no injection is modest;
+- recolour + new background: without injection the subject moves, melts or shrinks as the
+  background is redrawn; PnP holds it in place (and then carries part of the old appearance,
+  which is what the subject-aware modes address).
+
+Measured (20 steps), IoU PnP / no injection / fresh noise -- on these 8 fixed pairs: recolour
+0.81 / 0.60 / 0.18 (colour followed 1.0 for all three), recolour + background 0.68 / 0.59 / 0.28
+(colour followed 0.62 / 0.88 / 0.88); on the 16 pairs of seed 100: recolour 0.87 / 0.76 / 0.32,
+recolour + background 0.71 / 0.39 / 0.32. The background-change margin over no injection varies
+a lot between pair sets of this size; the floors sit under what these fixed pairs give.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
-import numpy as np
 import pytest
 import torch
 
 from pnpsam.api import PnPEditor
-from pnpsam.toyworld.evaluate import DEFAULT_MODEL_PATH
-from pnpsam.toyworld.measure import score_edit
-from pnpsam.toyworld.world import COLORS, SceneSpec, render_scene, sample_specs
+from pnpsam.bench.methods import parse_method
+from pnpsam.config import ModelConfig
+from pnpsam.demo import TOY_MODEL, run_toy_comparison, toy_pairs
 
-_RESIDUAL_BLOCK = 5  # up_blocks[2].resnets[1], 8x8 in the toy model
-_ATTENTION_BLOCKS = (2, 3, 4, 5, 6, 7)  # every self-attention of up_blocks[1..3], as the paper
-_N_PAIRS, _SPEC_SEED, _RENDER_SEED, _STEPS = 8, 31337, 7_000_000, 20
-
-
-def _pairs() -> list[tuple[SceneSpec, SceneSpec, int]]:
-    """(source spec, target spec = same scene in the next palette colour, render seed)."""
-    colors = list(COLORS)
-    pairs = []
-    for i, spec in enumerate(sample_specs(_N_PAIRS, seed=_SPEC_SEED, clutter_range=(8, 12))):
-        target = dataclasses.replace(spec, color=colors[(colors.index(spec.color) + 1) % 6])
-        pairs.append((spec, target, _RENDER_SEED + i))
-    return pairs
+_N_PAIRS, _PAIR_SEED, _STEPS = 8, 11, 20
+_METHODS = {
+    "pnp": "pnp",
+    "no_injection": "pnp:pnp_f_t=0:pnp_attn_t=0",
+    "fresh_noise": "pnp:pnp_f_t=0:pnp_attn_t=0:start=noise",
+}
 
 
 @pytest.fixture(scope="module")
-def method_scores() -> dict[str, list]:
+def editor() -> PnPEditor:
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    editor = PnPEditor.from_pretrained(str(DEFAULT_MODEL_PATH), device="cpu")
-    config = editor.default_config()
-    config.pnp = dataclasses.replace(
-        config.pnp,
-        steps=_STEPS,
-        guidance=4.0,  # the toy model's best text-to-image guidance
-        negative_prompt="",  # SD's long negative prompt is out of the toy vocabulary
-        residual_blocks=(_RESIDUAL_BLOCK,),
-        attention_blocks=_ATTENTION_BLOCKS,
-    )
-    config.inversion = dataclasses.replace(config.inversion, steps=_STEPS)
-    methods = {
-        "pnp": {},
-        "no_injection": {"pnp_f_t": 0.0, "pnp_attn_t": 0.0},
-        "fresh_noise": {"pnp_f_t": 0.0, "pnp_attn_t": 0.0, "start": "noise"},
-    }
-    scores: dict[str, list] = {name: [] for name in methods}
-    for source_spec, target, seed in _pairs():
-        source = render_scene(source_spec, seed)
-        inversion = editor.invert(source.image, config)
-        for name, overrides in methods.items():
-            result = editor.edit(inversion, target.caption, config, **overrides)
-            output = np.asarray(result.images[0])
-            scores[name].append(score_edit(source, target, output))
-    return scores
+    editor = PnPEditor.from_pretrained(ModelConfig(model=str(TOY_MODEL), device="cpu"))
+    editor.pipeline.sd.set_progress_bar_config(disable=True)
+    return editor
 
 
-def _mean(values) -> float:
-    return float(np.mean(list(values)))
+def _mean_scores(editor: PnPEditor, change_background: bool) -> dict[str, dict[str, float]]:
+    """Method name -> mean scores (iou, color, background, shape, clutter) over the fixed pairs."""
+    pairs = toy_pairs(_N_PAIRS, _PAIR_SEED, change_background=change_background)
+    specs = [parse_method(text) for text in _METHODS.values()]
+    rows, _ = run_toy_comparison(editor, pairs, specs, _STEPS)
+    return dict(zip(_METHODS, rows, strict=True))
+
+
+@pytest.fixture(scope="module")
+def recolour(editor: PnPEditor) -> dict[str, dict[str, float]]:
+    return _mean_scores(editor, change_background=False)
+
+
+@pytest.fixture(scope="module")
+def recolour_and_background(editor: PnPEditor) -> dict[str, dict[str, float]]:
+    return _mean_scores(editor, change_background=True)
 
 
 @pytest.mark.slow
-def test_pnp_keeps_the_subject_shape_better_than_the_baselines(method_scores) -> None:
-    iou = {name: _mean(s.subject_iou for s in runs) for name, runs in method_scores.items()}
-    # Measured: pnp 0.78, no_injection 0.72, fresh_noise 0.17.
+def test_pnp_keeps_the_subject_shape_while_the_colour_follows_the_prompt(recolour) -> None:
+    iou = {name: row["iou"] for name, row in recolour.items()}
     assert iou["pnp"] >= 0.7, iou
-    assert iou["pnp"] >= iou["no_injection"] + 0.03, iou
-    assert iou["pnp"] >= iou["fresh_noise"] + 0.4, iou
+    assert iou["pnp"] >= iou["no_injection"] + 0.12, iou
+    assert iou["pnp"] >= iou["fresh_noise"] + 0.5, iou
+    assert recolour["pnp"]["color"] >= 0.75, recolour["pnp"]
+    # The old background's clutter comes back in place with PnP (the failure the subject-aware
+    # modes address), not from fresh noise.
+    assert recolour["pnp"]["clutter"] >= 0.3 and recolour["fresh_noise"]["clutter"] <= 0.1
 
 
 @pytest.mark.slow
-def test_pnp_follows_the_target_colour_and_keeps_the_old_clutter(method_scores) -> None:
-    """Colour follows the prompt; the source's background clutter comes back with PnP (the
-    failure the subject-aware modes address) but not from fresh noise."""
-    follows = _mean(s.color_follows for s in method_scores["pnp"])
-    assert follows >= 0.5, follows  # measured 0.62 (no injection: 0.75)
-    clutter = {name: _mean(s.clutter_survival for s in r) for name, r in method_scores.items()}
-    assert clutter["pnp"] >= 0.2 and clutter["fresh_noise"] <= 0.1, clutter
+def test_pnp_holds_the_subject_where_no_injection_loses_it(recolour_and_background) -> None:
+    iou = {name: row["iou"] for name, row in recolour_and_background.items()}
+    assert iou["pnp"] >= 0.6, iou
+    assert iou["pnp"] >= iou["no_injection"] + 0.05, iou
+    assert iou["pnp"] >= iou["fresh_noise"] + 0.3, iou
+    # Without injection the new background is drawn; with it, part of the old one stays.
+    assert recolour_and_background["no_injection"]["background"] >= 0.8
