@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -151,3 +153,10 @@ def test_help_explains_every_flag(capsys) -> None:
         "--config",
     ]:
         assert flag in text
+
+
+def test_cli_import_prints_no_torchvision_fallback_notice() -> None:
+    """Without torchvision (by design) transformers would print a fallback notice per run."""
+    code = "import pnpsam.cli, pnpsam.masks.text; from transformers import CLIPImageProcessor"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "requires torchvision" not in done.stderr + done.stdout

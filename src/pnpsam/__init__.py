@@ -3,8 +3,31 @@
 The Python API is ``PnPEditor`` (load once, edit many); configuration lives in ``pnpsam.config``.
 """
 
-from pnpsam.api import EditResult, Inversion, PnPEditor
-from pnpsam.config import EditConfig, InversionConfig, ModelConfig, PnPConfig, PreprocessConfig
+import logging
+
+
+class _TorchvisionFallbackFilter(logging.Filter):
+    """Drops transformers' notice that an image processor falls back to its PIL version.
+
+    pnp-sam runs without torchvision by design (its wheels clash with the pinned CPU torch), so
+    the PIL processors are the intended ones; the notice printed on every CLI run otherwise.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed); falling back" not in record.getMessage()
+
+
+# Before diffusers is imported: importing its pipelines triggers the notice.
+logging.getLogger("transformers.utils.import_utils").addFilter(_TorchvisionFallbackFilter())
+
+from pnpsam.api import EditResult, Inversion, PnPEditor  # noqa: E402
+from pnpsam.config import (  # noqa: E402
+    EditConfig,
+    InversionConfig,
+    ModelConfig,
+    PnPConfig,
+    PreprocessConfig,
+)
 
 __all__ = [
     "EditConfig",
