@@ -29,11 +29,12 @@ def test_toy_pairs_change_colour_and_background_only() -> None:
 def test_demo_writes_a_grid_and_a_table_with_every_method(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     argv = ["demo", "--out", str(out), "--pairs", "1", "--steps", "8", "--device", "cpu"]
+    argv.append("--keep-background")  # colour-only targets; toy_pairs is tested both ways
     assert main(argv) == 0
     grid = Image.open(out / "grid.png")
     assert grid.height > 2 * 64 and grid.width > (len(DEMO_METHODS) + 1) * 128
     report = json.loads((out / "metrics.json").read_text())
-    assert report["model"] == str(TOY_MODEL)
+    assert report["model"] == str(TOY_MODEL) and report["targets"] == "colour"
     names = [row["method"] for row in report["methods"]]
     assert names == [METHOD_NAMES.get(spec, spec) for spec in DEMO_METHODS]
     for row in report["methods"]:

@@ -225,6 +225,11 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--steps", type=int, default=50, help="inversion and sampling steps")
     parser.add_argument("--seed", type=int, default=0, help="which toy sources")
     parser.add_argument(
+        "--keep-background",
+        action="store_true",
+        help="targets change the subject colour only (default: colour and background)",
+    )
+    parser.add_argument(
         "--methods", default=",".join(DEMO_METHODS), help="method specs, as for pnpsam bench"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -238,7 +243,7 @@ def run_demo(args: argparse.Namespace) -> int:
     methods = parse_methods(args.methods)
     editor = PnPEditor.from_pretrained(ModelConfig(model=args.model, device=args.device))
     editor.pipeline.sd.set_progress_bar_config(disable=True)
-    pairs = toy_pairs(args.pairs, args.seed)
+    pairs = toy_pairs(args.pairs, args.seed, change_background=not args.keep_background)
     started = time.perf_counter()
     rows, outputs = run_toy_comparison(editor, pairs, methods, args.steps)
     out = Path(args.out)
@@ -249,6 +254,7 @@ def run_demo(args: argparse.Namespace) -> int:
         {
             "model": args.model,
             "pairs": len(pairs),
+            "targets": "colour" if args.keep_background else "colour and background",
             "steps": args.steps,
             "methods": rows,
             "seconds": time.perf_counter() - started,
