@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import math
 import time
@@ -309,6 +310,11 @@ def save_pipeline(
         requires_safety_checker=False,
     )
     pipe.save_pretrained(out, safe_serialization=True)
+    # Components loaded from disk carry the path they came from; a shipped folder should not.
+    for config_file in out.glob("*/config.json"):
+        config = json.loads(config_file.read_text())
+        if config.pop("_name_or_path", None) is not None:
+            config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
