@@ -125,6 +125,12 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def _set_lr(opt: torch.optim.Optimizer, peak: float, step: int, total: int, warmup: int) -> None:
+    """Set every parameter group of ``opt`` to ``peak`` x :func:`_lr_factor` for ``step``."""
+    for group in opt.param_groups:
+        group["lr"] = peak * _lr_factor(step, total, warmup)
+
+
 def _reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """VAE/decoder objective on images in [-1, 1]: MSE plus half L1 (L1 keeps edges crisp)."""
     return F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x)
@@ -142,8 +148,7 @@ def train_vae(vae: AutoencoderKL, images: np.ndarray, cfg: TrainConfig) -> None:
     vae.train()
     start = time.time()
     for step in range(cfg.vae_steps):
-        for group in opt.param_groups:
-            group["lr"] = cfg.vae_lr * _lr_factor(step, cfg.vae_steps, cfg.warmup_steps)
+        _set_lr(opt, cfg.vae_lr, step, cfg.vae_steps, cfg.warmup_steps)
         idx = torch.randint(len(images), (cfg.vae_batch,), generator=gen).numpy()
         x = to_model_range(images[idx])
         posterior = vae.encode(x).latent_dist
@@ -177,8 +182,7 @@ def finetune_decoder(
     vae.train()
     start = time.time()
     for step in range(cfg.decoder_steps):
-        for group in opt.param_groups:
-            group["lr"] = cfg.vae_lr * _lr_factor(step, cfg.decoder_steps, cfg.warmup_steps)
+        _set_lr(opt, cfg.vae_lr, step, cfg.decoder_steps, cfg.warmup_steps)
         idx = torch.randint(len(images), (cfg.vae_batch,), generator=gen)
         x = to_model_range(images[idx.numpy()])
         z = latents[idx] + cfg.decoder_latent_noise * torch.randn(latents[idx].shape, generator=gen)
@@ -248,8 +252,7 @@ def train_unet(
     start = time.time()
     running = 0.0
     for step in range(cfg.unet_steps):
-        for group in opt.param_groups:
-            group["lr"] = cfg.unet_lr * _lr_factor(step, cfg.unet_steps, cfg.warmup_steps)
+        _set_lr(opt, cfg.unet_lr, step, cfg.unet_steps, cfg.warmup_steps)
         idx = torch.randint(len(latents), (cfg.unet_batch,), generator=gen)
         x0 = latents[idx]
         ids = token_ids[idx].clone()
@@ -378,20 +381,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         LOG.info("stage vae took %.0f s", time.time() - t0)
 
         t0 = time.time()
-        means = encode_latent_means(vae, images)
-        mean, std = means.mean(dim=(0, 2, 3)), means.std(dim=(0, 2, 3))
-        if cfg.vae_steps == 0 and args.vae_resume is not None:
-            # An untouched resumed VAE is already folded: refolding would rescale the latents
-            # a UNet may already have been trained on.
-            mean, std = torch.zeros_like(mean), torch.ones_like(std)
-        fold_latent_stats(vae, mean, std)
-        # Folding is affine in the posterior mean, so no second encoding pass is needed.
-        latents = (means - mean[None, :, None, None]) / std[None, :, None, None]
+        latents = encode_latent_means(vae, images)
+        mean, std = latents.mean(dim=(0, 2, 3)), latents.std(dim=(0, 2, 3))
         LOG.info(
-            "stage encode took %.0f s; latent mean %s std %s (after folding: %s / %s)",
+            "stage encode took %.0f s; latent mean %s std %s",
             time.time() - t0, mean.tolist(), std.tolist(),
-            latents.mean(dim=(0, 2, 3)).tolist(), latents.std(dim=(0, 2, 3)).tolist(),
         )  # fmt: skip
+        # An untouched resumed VAE is already folded: refolding would rescale the latents a
+        # UNet may already have been trained on.
+        if cfg.vae_steps > 0 or args.vae_resume is None:
+            fold_latent_stats(vae, mean, std)
+            # Folding is affine in the posterior mean, so no second encoding pass is needed.
+            latents = (latents - mean[None, :, None, None]) / std[None, :, None, None]
         vae.save_pretrained(vae_dir)
         torch.save(latents, latents_file)
     if args.vae_only:
