@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from pnpsam.toyworld.judge import NOT_FOUND, classify_shape, corner_fill, judge_image, judge_images
+from pnpsam.toyworld.judge import (
+    NOT_FOUND,
+    bounding_box_crop,
+    classify_shape,
+    corner_fill,
+    judge_image,
+    judge_images,
+)
 from pnpsam.toyworld.measure import label_accuracy, mean_iou
 from pnpsam.toyworld.world import SHAPES, SceneSpec, render, sample_specs, shape_mask
 
@@ -70,9 +77,7 @@ def test_shape_rule_reads_rounded_squares_and_ragged_circles() -> None:
     disk = np.hypot(*np.mgrid[-4:5, -4:5]) <= 4.0  # radius 4 px on a 27 px side
     rounded = ndimage.binary_opening(square, structure=disk)
     assert rounded.sum() < square.sum()  # the corners really are cut
-    rows, cols = np.flatnonzero(rounded.any(axis=1)), np.flatnonzero(rounded.any(axis=0))
-    box = rounded[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    assert 0.2 < corner_fill(box, 0.25) < 1.0
+    assert 0.2 < corner_fill(bounding_box_crop(rounded), 0.25) < 1.0
     assert classify_shape(rounded) == "square"
     circle = shape_mask("circle", (0.5, 0.5), 0.25, 64)
     ragged = circle | ndimage.binary_dilation(circle, iterations=1) & (np.arange(64)[None] % 5 == 0)

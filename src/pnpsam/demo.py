@@ -107,13 +107,12 @@ def toy_pairs(count: int, seed: int = 0, change_background: bool = True) -> list
     for i, spec in enumerate(sample_specs(count, seed, clutter_range=(8, 14))):
         colors = [c for c in COLORS if c != spec.color]
         backgrounds = [b for b in BACKGROUNDS if b != spec.background]
-        color, background = (
-            colors[rng.integers(len(colors))],
-            backgrounds[rng.integers(len(backgrounds))],
-        )
-        target = dataclasses.replace(
-            spec, color=color, background=background if change_background else spec.background
-        )
+        color = colors[rng.integers(len(colors))]
+        # Drawn even when unused, so both kinds of pairs get the same target colours.
+        background = backgrounds[rng.integers(len(backgrounds))]
+        if not change_background:
+            background = spec.background
+        target = dataclasses.replace(spec, color=color, background=background)
         pairs.append(ToyPair(spec, target, render_scene(spec, seed=seed * 1000 + i)))
     return pairs
 

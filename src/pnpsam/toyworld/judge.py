@@ -115,6 +115,12 @@ def subject_mask_from_labels(labels: np.ndarray, cfg: JudgeConfig = JudgeConfig(
     return np.asarray(ndimage.binary_fill_holes(components == largest))
 
 
+def bounding_box_crop(mask: np.ndarray) -> np.ndarray:
+    """The hxw crop of a non-empty HxW bool ``mask`` to the bounding box of its True pixels."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
 def corner_fill(box: np.ndarray, corner_size: float) -> float:
     """Mean fill in [0, 1] of the four corner triangles of an hxw bool bounding-box crop; each
     triangle's legs are ``corner_size`` x min(h, w) pixels (a square ~1, an inscribed circle 0)."""
@@ -131,8 +137,7 @@ def classify_shape(mask: np.ndarray, cfg: JudgeConfig = JudgeConfig()) -> str:
     circles leave them empty."""
     if not mask.any():
         return NOT_FOUND
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    box = bounding_box_crop(mask)
     third = max(1, len(box) // 3)
     taper = box[:third].sum() / max(1, box[-third:].sum())
     if taper < cfg.triangle_taper:
