@@ -12,8 +12,8 @@ from metrics_fixtures import photo, save_tiny_clip, save_tiny_dino, save_tiny_re
 from PIL import Image
 
 from pnpsam.bench import BenchmarkRunner, parse_methods, read_rows
-from pnpsam.bench.cli import add_bench_parser
-from pnpsam.datasets import load_manifest
+from pnpsam.bench.datasets import load_manifest
+from pnpsam.cli.bench import add_bench_parser
 from pnpsam.metrics import (
     ClipScoreConfig,
     EditMetrics,

@@ -7,7 +7,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from pnpsam.config import PAPER_ATTENTION_BLOCKS, PAPER_RESIDUAL_BLOCKS
-from pnpsam.injection import (
+from pnpsam.core.injection import (
     BatchLayout,
     FeatureInjector,
     InjectionEvent,

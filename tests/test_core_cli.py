@@ -118,7 +118,7 @@ def test_missing_image_and_prompt_are_named(tmp_path, capsys) -> None:
 
 
 def test_yaml_config_and_flags_override(tmp_path: Path) -> None:
-    from pnpsam.cli import resolve_run
+    from pnpsam.cli.edit import resolve_run
 
     config = tmp_path / "run.yaml"
     config.write_text("pnp:\n  guidance: 5.0\n  steps: 20\ninversion:\n  steps: 20\n")

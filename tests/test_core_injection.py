@@ -8,13 +8,13 @@ from diffusers import StableDiffusionPipeline
 
 from pnpsam.api import PnPEditor
 from pnpsam.config import EditConfig, PnPConfig
-from pnpsam.injection import (
+from pnpsam.core.injection import (
     BatchLayout,
     InjectionEvent,
     InjectionSiteError,
     find_injection_sites,
 )
-from pnpsam.sampling import injection_schedule
+from pnpsam.core.sampling import injection_schedule
 
 
 def test_paper_sites_resolve_by_name(editor: PnPEditor) -> None:

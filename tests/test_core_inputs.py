@@ -13,8 +13,8 @@ from PIL import Image
 
 from pnpsam.api import PnPEditor
 from pnpsam.config import ConfigError, EditConfig, ModelConfig, PreprocessConfig, apply_preset
+from pnpsam.core.injection import InjectionSiteError, find_injection_sites
 from pnpsam.imageio import ImageInputError, load_image, target_size
-from pnpsam.injection import InjectionSiteError, find_injection_sites
 from pnpsam.models.loading import ModelLoadError, load_stable_diffusion
 
 

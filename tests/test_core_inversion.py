@@ -8,7 +8,7 @@ from diffusers import DDIMInverseScheduler, DDIMScheduler
 
 from pnpsam.api import PnPEditor
 from pnpsam.config import InversionConfig, PnPConfig
-from pnpsam.inversion import TimestepGridError, inversion_timesteps
+from pnpsam.core.inversion import TimestepGridError, inversion_timesteps
 from pnpsam.models.tiny import SD_SCHEDULER
 
 

@@ -22,8 +22,8 @@ from PIL import Image
 
 from pnpsam.api import PnPEditor
 from pnpsam.config import EditConfig, apply_preset
-from pnpsam.injection import BatchLayout, FeatureInjector, InjectionStep, find_injection_sites
-from pnpsam.inversion import ddim_invert, inversion_timesteps
+from pnpsam.core.injection import BatchLayout, FeatureInjector, InjectionStep, find_injection_sites
+from pnpsam.core.inversion import ddim_invert, inversion_timesteps
 from pnpsam.models.loading import inverse_scheduler_for
 from pnpsam.models.tiny import SD_SCHEDULER
 

@@ -13,7 +13,7 @@ from PIL import Image
 from pnpsam.api import PnPEditor
 from pnpsam.cli import main
 from pnpsam.config import ConfigError, EditConfig
-from pnpsam.injection import InjectionEvent, InjectionSettings, token_grid
+from pnpsam.core.injection import InjectionEvent, InjectionSettings, token_grid
 
 
 def _left_half_mask(width: int, height: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pnpsam.datasets import DatasetError, EditItem, load_dataset, load_manifest
+from pnpsam.bench.datasets import DatasetError, EditItem, load_dataset, load_manifest
 
 RECORDS = [
     {

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pnpsam.datasets import DatasetError, RleMask, decode_pie_rle, load_dataset, load_pie_bench
+from pnpsam.bench.datasets import (
+    DatasetError,
+    RleMask,
+    decode_pie_rle,
+    load_dataset,
+    load_pie_bench,
+)
 
 
 def encode_runs(mask: np.ndarray) -> list[int]:

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from pnpsam.datasets import DatasetError, load_dataset, load_pnp_ti2i
+from pnpsam.bench.datasets import DatasetError, load_dataset, load_pnp_ti2i
 
 REAL = [
     {

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from pnpsam.bench.toy import DEMO_METHODS, METHOD_NAMES
 from pnpsam.cli import main
-from pnpsam.demo import DEMO_METHODS, METHOD_NAMES, TOY_MODEL, toy_pairs
+from pnpsam.toyworld.pairs import TOY_MODEL, toy_pairs
 
 
 def test_toy_pairs_change_colour_and_background_only() -> None:

@@ -1,10 +1,10 @@
 """PnP on the shipped toy model keeps the subject's shape where sampling without injection loses it.
 
 Fixed pairs of a cluttered toy scene and a target caption, edited with the demo's toy settings
-(``pnpsam.demo.TOY_EDIT``: residual features at LDM output block 4 = ``up_blocks[2].resnets[0]``,
-8x8 in this model, self-attention Q/K at blocks 2-7, guidance 4). Plain PnP is compared with
-sampling from the inverted latent without injection and with fresh noise, by the judge's subject
-mask IoU against the source's exact mask. Two pair sets:
+(``pnpsam.toyworld.pairs.TOY_EDIT``: residual features at LDM output block 4 =
+``up_blocks[2].resnets[0]``, 8x8 in this model, self-attention Q/K at blocks 2-7, guidance 4).
+Plain PnP is compared with sampling from the inverted latent without injection and with fresh
+noise, by the judge's subject mask IoU against the source's exact mask. Two pair sets:
 
 - recolour (target changes the subject colour only): the inverted latent alone keeps much of the
   layout here, so PnP's margin over no injection is modest;
@@ -26,8 +26,9 @@ import torch
 
 from pnpsam.api import PnPEditor
 from pnpsam.bench.methods import parse_method
+from pnpsam.bench.toy import run_toy_comparison
 from pnpsam.config import ModelConfig
-from pnpsam.demo import TOY_MODEL, run_toy_comparison, toy_pairs
+from pnpsam.toyworld.pairs import TOY_MODEL, toy_pairs
 
 _N_PAIRS, _PAIR_SEED, _STEPS = 8, 11, 20
 _METHODS = {

@@ -33,13 +33,13 @@ from pnpsam.config import (
     PnPConfig,
     PreprocessConfig,
 )
+from pnpsam.core.inversion import InvertedLatents
+from pnpsam.core.pipeline import PnPPipeline
+from pnpsam.core.sampling import SamplingCallback
 from pnpsam.imageio import load_image, pil_to_tensor_range, prepare_image, to_rgb
-from pnpsam.inversion import InvertedLatents
 from pnpsam.masks import MaskMaker, SubjectMask, WeakenConfig, finish_mask
 from pnpsam.masks.weaken import restore_brightness, weaken_background
 from pnpsam.models.loading import load_stable_diffusion
-from pnpsam.pipeline import PnPPipeline
-from pnpsam.sampling import SamplingCallback
 
 ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
 

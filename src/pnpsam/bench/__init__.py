@@ -6,7 +6,7 @@ Python use::
     runner = BenchmarkRunner(editor, editor.default_config(), "bench-out", metrics=metrics)
     result = runner.run(load_dataset("edits.jsonl"), parse_methods("pnp,pnp-masked"))
 
-Command line: ``pnpsam bench`` (see :mod:`pnpsam.bench.cli`).
+Command line: ``pnpsam bench`` (see :mod:`pnpsam.cli.bench`).
 """
 
 from pnpsam.bench.methods import (

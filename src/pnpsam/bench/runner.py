@@ -33,6 +33,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from pnpsam.api import PnPEditor
+from pnpsam.bench.datasets import EditItem
 from pnpsam.bench.methods import MethodSpec, item_mask_config, run_method
 from pnpsam.bench.report import (
     MethodSummary,
@@ -44,7 +45,6 @@ from pnpsam.bench.report import (
     tradeoff_plot,
 )
 from pnpsam.config import EditConfig
-from pnpsam.datasets import EditItem
 from pnpsam.imageio import atomic_write, load_image, save_json, save_png
 from pnpsam.masks.ops import resize_mask
 from pnpsam.metrics import EditMetrics

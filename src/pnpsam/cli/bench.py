@@ -2,7 +2,7 @@
 
 Wire-in for the main CLI (two lines in ``pnpsam.cli.build_parser``)::
 
-    from pnpsam.bench.cli import add_bench_parser
+    from pnpsam.cli.bench import add_bench_parser
     add_bench_parser(subparsers)   # sets args.run = run_bench
 """
 
@@ -13,10 +13,11 @@ from typing import Any
 
 import yaml
 
+from pnpsam.bench.datasets import load_dataset
 from pnpsam.bench.methods import METHODS, parse_methods, split_method_list, sweep_methods
 from pnpsam.bench.runner import BenchmarkRunner
+from pnpsam.cli.options import OPTIONS, add_options, resolve_config
 from pnpsam.config import PRESETS, ConfigError, EditConfig
-from pnpsam.datasets import load_dataset
 from pnpsam.masks.config import DEFAULT_SAM_MODEL
 from pnpsam.metrics import (
     ClipScoreConfig,
@@ -25,7 +26,6 @@ from pnpsam.metrics import (
     LpipsConfig,
     StructureDistanceConfig,
 )
-from pnpsam.options import OPTIONS, add_options, resolve_config
 
 # The edit settings a benchmark usually varies: the same flags as ``pnpsam edit``.
 BENCH_FLAGS = (

@@ -16,15 +16,15 @@ import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 
 from pnpsam.config import InversionConfig, PnPConfig
-from pnpsam.injection import (
+from pnpsam.core.injection import (
     FeatureInjector,
     InjectionEvent,
     InjectionSettings,
     find_injection_sites,
 )
-from pnpsam.inversion import InvertedLatents, StepCallback, ddim_invert, inversion_timesteps
+from pnpsam.core.inversion import InvertedLatents, StepCallback, ddim_invert, inversion_timesteps
+from pnpsam.core.sampling import SamplingCallback, TextConditions, pnp_sample
 from pnpsam.models.loading import inverse_scheduler_for
-from pnpsam.sampling import SamplingCallback, TextConditions, pnp_sample
 
 
 class OutOfMemoryError(RuntimeError):

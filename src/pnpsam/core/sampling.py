@@ -15,8 +15,8 @@ import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 
 from pnpsam.config import PnPConfig
-from pnpsam.injection import BatchLayout, FeatureInjector, InjectionStep
-from pnpsam.inversion import InvertedLatents
+from pnpsam.core.injection import BatchLayout, FeatureInjector, InjectionStep
+from pnpsam.core.inversion import InvertedLatents
 
 # callback(step_index, timestep, latents (k, C, h, w)) after every sampling step
 SamplingCallback = Callable[[int, int, torch.Tensor], None]

@@ -1,4 +1,4 @@
-"""Command line: ``pnpsam edit IMAGE --prompt TEXT [--prompt TEXT ...] --out DIR``.
+"""``pnpsam edit IMAGE --prompt TEXT [--prompt TEXT ...] --out DIR``.
 
 Values come, in increasing priority, from the defaults, ``--preset``, ``--config FILE`` (YAML or
 the JSON written beside every output) and the flags. Every output PNG gets a JSON record beside
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,28 +20,10 @@ import numpy as np
 from PIL import Image
 
 from pnpsam.api import PnPEditor, unet_evaluations
-from pnpsam.bench.cli import add_bench_parser
+from pnpsam.cli.options import OPTIONS, add_options, resolve_config
 from pnpsam.config import PRESETS, ConfigError, EditConfig
-from pnpsam.demo import add_demo_parser
-from pnpsam.imageio import ImageInputError, load_image, save_json, save_png
-from pnpsam.injection import InjectionSiteError
-from pnpsam.inversion import TimestepGridError
-from pnpsam.masks import MaskCoverageError, overlay_mask
-from pnpsam.models.loading import ModelLoadError
-from pnpsam.options import OPTIONS, add_options, resolve_config
-from pnpsam.pipeline import OutOfMemoryError
-
-USER_ERRORS = (
-    ConfigError,
-    ImageInputError,
-    ModelLoadError,
-    InjectionSiteError,
-    TimestepGridError,
-    OutOfMemoryError,
-    FileExistsError,
-    MaskCoverageError,
-    ValueError,
-)
+from pnpsam.imageio import load_image, save_json, save_png
+from pnpsam.masks import overlay_mask
 
 
 def add_edit_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -179,30 +160,3 @@ def run_edit(args: argparse.Namespace) -> int:
     for path in [*written, paths.record]:
         print(path)
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pnpsam",
-        description="Text-driven image-to-image translation with Plug-and-Play diffusion "
-        "features (CVPR 2023) on Stable Diffusion, made subject-aware with Segment Anything.",
-    )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_edit_parser(subparsers)
-    add_demo_parser(subparsers)
-    add_bench_parser(subparsers)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.run(args))
-    except USER_ERRORS as err:
-        print(f"pnpsam {args.command}: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
