@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pnpsam.api import PnPEditor, unet_evaluations
+from pnpsam.api import PnPEditor
 from pnpsam.config import EditConfig, InversionConfig, ModelConfig, PnPConfig
 from pnpsam.models.tiny import tiny_sd15_pipeline
 
@@ -65,7 +65,7 @@ def main() -> None:
     editor = PnPEditor.from_pretrained(
         ModelConfig(model=model, device=args.device, dtype=args.dtype)
     )
-    editor.pipeline.sd.set_progress_bar_config(disable=True)
+    editor.set_progress_bar_config(disable=True)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), np.uint8))
     cfg = editor.default_config()
     cfg.preprocess.size = args.size
@@ -74,13 +74,11 @@ def main() -> None:
 
     for k in sorted({1, len(prompts)}):
         started = time.perf_counter()
-        editor._last_inversion = None  # time the inversion too
-        editor.edit(image, prompts[:k], cfg)
+        editor.store.clear()  # time the inversion too
+        ours_evals = editor.edit(image, prompts[:k], cfg).unet_evaluations
         ours = time.perf_counter() - started
-        calls = editor.pipeline.inversion_calls(cfg.inversion.steps, cfg.pnp.steps)
-        ours_evals = unet_evaluations(cfg.pnp, calls, k)
         started = time.perf_counter()
-        editor._last_inversion = None
+        editor.store.clear()
         port_evals = port_like(editor, image, cfg, prompts[:k])
         port = time.perf_counter() - started
         print(

@@ -29,7 +29,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def editor(tiny_model_dir: Path) -> PnPEditor:
     editor = PnPEditor.from_pretrained(ModelConfig(model=str(tiny_model_dir), device="cpu"))
-    editor.pipeline.sd.set_progress_bar_config(disable=True)
+    editor.set_progress_bar_config(disable=True)
     return editor
 
 

@@ -42,7 +42,7 @@ _METHODS = {
 def editor() -> PnPEditor:
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     editor = PnPEditor.from_pretrained(ModelConfig(model=str(TOY_MODEL), device="cpu"))
-    editor.pipeline.sd.set_progress_bar_config(disable=True)
+    editor.set_progress_bar_config(disable=True)
     return editor
 
 

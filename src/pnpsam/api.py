@@ -5,9 +5,11 @@
 >>> result = editor.edit("horse.jpg", ["a photo of a robot horse", "a zebra"])
 >>> result.images[0].save("robot.png")
 
-The inversion of an image depends only on (image, preprocessing, inversion settings, sampling
-steps); ``editor.invert`` returns it as an object that any number of ``edit`` calls reuse, and
-the editor also remembers the last one so repeated edits of the same image skip it.
+The inversion of an image depends only on (inverted pixels, preprocessing, inversion settings,
+model, sampling grid); ``editor.invert`` returns it as an object that any number of ``edit``
+calls reuse, and the editor keeps recent ones in an ``InversionStore`` (keyed by exactly those)
+so repeated edits of the same image skip it. ``EditResult.record()`` is the JSON record from
+which ``pnpsam edit --config`` reproduces the images.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +45,7 @@ from pnpsam.imageio import load_image, pil_to_tensor_range, prepare_image, to_rg
 from pnpsam.masks import MaskMaker, SubjectMask, WeakenConfig, finish_mask
 from pnpsam.masks.weaken import restore_brightness, weaken_background
 from pnpsam.models.loading import load_stable_diffusion
+from pnpsam.store import InversionKey, InversionStore
 
 ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
 
@@ -63,6 +69,8 @@ class Inversion:
     sampling_steps: int
     image_sha256: str
     seconds: float
+    unet_evaluations: int = 0  # UNet row-evaluations the inversion cost when it was made
+    reused: bool = False  # True when this object came from the editor's store
 
 
 @dataclass
@@ -77,6 +85,51 @@ class EditResult:
     latents: torch.Tensor | None = None  # (k, C, h, w) final latents
     image_sha256: str = ""
     subject: SubjectMask | None = None  # the subject mask used (model input size)
+    model: dict[str, Any] = field(default_factory=dict)  # id, revision, resolved path, commit
+    device: str = ""
+    # UNet row-evaluations (batch rows x calls) this edit made, counted: the inversion's rows
+    # are included unless the inversion was reused (given, or found in the editor's store)
+    unet_evaluations: int = 0
+    inversion_reused: bool = False
+
+    def record(
+        self,
+        image: str | os.PathLike[str] | None = None,
+        outputs: Sequence[str] = (),
+        timings: dict[str, float] | None = None,
+    ) -> dict[str, Any]:
+        """The JSON-ready record of this edit; ``pnpsam edit --config`` of it reproduces it.
+
+        ``image``: the input file (stored as an absolute path); ``outputs``: the file names the
+        front end wrote, one per prompt; ``timings``: extra timings (e.g. ``load_s``) first.
+        """
+        found = package_versions()
+        return {
+            "pnpsam": found["pnpsam"],
+            "image": str(Path(image).resolve()) if image is not None else None,
+            "image_sha256": self.image_sha256,
+            "prompts": list(self.prompts),
+            "outputs": list(outputs),
+            "subject_mask": self.subject.provenance() if self.subject is not None else None,
+            "config": self.config.to_dict(),
+            "model": dict(self.model),
+            "device": self.device,
+            "versions": found,
+            "timings": {**(timings or {}), **self.timings},
+            "unet_evaluations": self.unet_evaluations,
+            "inversion_reused": self.inversion_reused,
+        }
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of pnp-sam and the libraries that decide its pixels."""
+    found = {}
+    for package in ("pnpsam", "torch", "diffusers", "transformers", "accelerate"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
 
 
 def _sha256_of(image: Image.Image) -> str:
@@ -108,11 +161,17 @@ def _to_pil(array: np.ndarray) -> Image.Image:
 class PnPEditor:
     """Text-driven image translation with Plug-and-Play diffusion features."""
 
-    def __init__(self, pipeline: PnPPipeline, model: ModelConfig) -> None:
+    def __init__(
+        self,
+        pipeline: PnPPipeline,
+        model: ModelConfig,
+        store: InversionStore[Inversion] | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.model = model
         self.masks = MaskMaker(pipeline.device)  # keeps SAM and its last image embedding
-        self._last_inversion: tuple[tuple[Any, ...], Inversion] | None = None
+        # recent inversions by what they depend on; InversionStore(max_items=0) keeps none
+        self.store: InversionStore[Inversion] = store if store is not None else InversionStore()
 
     @classmethod
     def from_pretrained(
@@ -126,6 +185,37 @@ class PnPEditor:
         cfg = model if isinstance(model, ModelConfig) else ModelConfig(model=model, **model_options)
         sd, device = load_stable_diffusion(cfg)
         return cls(PnPPipeline(sd, device), cfg)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipeline.device
+
+    def set_progress_bar_config(self, **kwargs: Any) -> None:
+        """tqdm options of the inversion and sampling bars, e.g. ``disable=True`` for none."""
+        self.pipeline.sd.set_progress_bar_config(**kwargs)
+
+    def model_info(self) -> dict[str, Any]:
+        """Which weights run: the given id, revision, resolved path, hub commit and dtype."""
+        resolved = str(self.pipeline.sd.config.get("_name_or_path", self.model.model))
+        commit = re.search(r"/snapshots/([0-9a-f]{40})", resolved)
+        return {
+            "id": self.model.model,
+            "revision": self.model.revision,
+            "resolved_path": resolved,
+            "commit": commit.group(1) if commit else None,
+            "dtype": str(self.pipeline.dtype).removeprefix("torch."),
+        }
+
+    def inversion_key(self, inverted_sha256: str, cfg: EditConfig) -> InversionKey:
+        """The store key of inverting pixels with digest ``inverted_sha256`` under ``cfg``."""
+        model = {**self.model_info(), "device": self.pipeline.device.type}
+        return InversionKey.of(
+            inverted_sha256,
+            cfg.preprocess,
+            cfg.inversion,
+            model,
+            self.pipeline.sampling_timesteps(cfg.pnp.steps),
+        )
 
     # -- steps ---------------------------------------------------------------------------
     def default_config(self) -> EditConfig:
@@ -195,18 +285,21 @@ class PnPEditor:
             )
             inverted_image = _to_pil(weakened)
         sha = _sha256_of(inverted_image)
-        key = (sha, repr(cfg.preprocess), repr(cfg.inversion), cfg.pnp.steps)
-        if self._last_inversion is not None and self._last_inversion[0] == key:
+        key = self.inversion_key(sha, cfg)
+        stored = self.store.get(key)
+        if stored is not None:
             # same pixels inverted: reuse the latents, with this call's subject and restore mode
             return dataclasses.replace(
-                self._last_inversion[1],
+                stored,
                 image=prepared,
                 subject=subject,
                 weaken=dataclasses.replace(cfg.weaken),
+                reused=True,
             )
         start = time.perf_counter()
         tensor = torch.from_numpy(pil_to_tensor_range(inverted_image))
-        latents = self.pipeline.invert(tensor, cfg.inversion, cfg.pnp.steps)
+        with self.pipeline.count_unet_rows() as counted:
+            latents = self.pipeline.invert(tensor, cfg.inversion, cfg.pnp.steps)
         inversion = Inversion(
             image=prepared,
             inverted_image=inverted_image,
@@ -218,8 +311,9 @@ class PnPEditor:
             sampling_steps=cfg.pnp.steps,
             image_sha256=sha,
             seconds=time.perf_counter() - start,
+            unet_evaluations=counted.rows,
         )
-        self._last_inversion = (key, inversion)
+        self.store.put(key, inversion)
         return inversion
 
     def edit(
@@ -245,6 +339,7 @@ class PnPEditor:
         cfg = self.resolve(config or EditConfig())
         cfg.pnp = dataclasses.replace(cfg.pnp, **pnp_overrides)
         cfg.pnp.validate()
+        given = isinstance(image, Inversion)
         if isinstance(image, Inversion):
             inversion = image
             if inversion.sampling_steps != cfg.pnp.steps:
@@ -253,12 +348,16 @@ class PnPEditor:
             cfg.weaken = inversion.weaken
         else:
             inversion = self.invert(image, cfg, mask)
+        reused = given or inversion.reused
         subject = inversion.subject if inversion.subject and inversion.subject.usable else None
         subject_tensor = None
         if subject is not None:
             subject_tensor = torch.from_numpy(subject.mask)[None, None].to(self.pipeline.device)
         start = time.perf_counter()
-        latents = self.pipeline.edit(inversion.latents, prompts, cfg.pnp, subject_tensor, callback)
+        with self.pipeline.count_unet_rows() as counted:
+            latents = self.pipeline.edit(
+                inversion.latents, prompts, cfg.pnp, subject_tensor, callback
+            )
         sampled = time.perf_counter()
         pixels = self.pipeline.decode(latents).permute(0, 2, 3, 1).numpy()
         if subject is not None and cfg.weaken.restore != "none":
@@ -281,13 +380,17 @@ class PnPEditor:
             config=cfg,
             source=inversion.image,
             timings={
-                "inversion_s": inversion.seconds,
+                "inversion_s": 0.0 if reused else inversion.seconds,
                 "sampling_s": sampled - start,
                 "decode_s": decoded - sampled,
             },
             latents=latents,
             image_sha256=inversion.image_sha256,
             subject=inversion.subject,
+            model=self.model_info(),
+            device=str(self.pipeline.device),
+            unet_evaluations=counted.rows + (0 if reused else inversion.unet_evaluations),
+            inversion_reused=reused,
         )
 
 

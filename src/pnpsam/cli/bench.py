@@ -120,8 +120,8 @@ def run_bench(args: argparse.Namespace) -> int:
     config = _edit_config(args)
     editor = PnPEditor.from_pretrained(config.model)
     if args.quiet:
-        editor.pipeline.sd.set_progress_bar_config(disable=True)
-    device = args.metrics_device or editor.pipeline.device
+        editor.set_progress_bar_config(disable=True)
+    device = args.metrics_device or editor.device
     metrics = None
     if not args.no_metrics:
         metrics = EditMetrics.from_pretrained(

@@ -79,7 +79,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raise ValueError(f"--pairs must be >= 1; got {args.pairs}")
     methods = parse_methods(args.methods)
     editor = PnPEditor.from_pretrained(ModelConfig(model=args.model, device=args.device))
-    editor.pipeline.sd.set_progress_bar_config(disable=True)
+    editor.set_progress_bar_config(disable=True)
     pairs = toy_pairs(args.pairs, args.seed, change_background=not args.keep_background)
     started = time.perf_counter()
     rows, outputs = run_toy_comparison(editor, pairs, methods, args.steps)

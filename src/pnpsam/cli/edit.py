@@ -12,14 +12,12 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from pnpsam.api import PnPEditor, unet_evaluations
+from pnpsam.api import PnPEditor
 from pnpsam.cli.options import OPTIONS, add_options, resolve_config
 from pnpsam.config import PRESETS, ConfigError, EditConfig
 from pnpsam.imageio import load_image, save_json, save_png
@@ -90,28 +88,6 @@ class OutputPaths:
         return [*self.pngs, self.mask, self.overlay, self.record]
 
 
-def versions() -> dict[str, str]:
-    found = {}
-    for package in ("pnpsam", "torch", "diffusers", "transformers", "accelerate"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "not installed"
-    return found
-
-
-def model_record(editor: PnPEditor) -> dict[str, Any]:
-    """Which weights were used: the given id, the resolved path and, for hub ids, the commit."""
-    resolved = str(editor.pipeline.sd.config.get("_name_or_path", editor.model.model))
-    commit = re.search(r"/snapshots/([0-9a-f]{40})", resolved)
-    return {
-        "id": editor.model.model,
-        "revision": editor.model.revision,
-        "resolved_path": resolved,
-        "commit": commit.group(1) if commit else None,
-    }
-
-
 def run_edit(args: argparse.Namespace) -> int:
     cfg, image, prompts = resolve_run(args)
     out = Path(args.out)
@@ -125,7 +101,7 @@ def run_edit(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     editor = PnPEditor.from_pretrained(cfg.model)
     if args.quiet:
-        editor.pipeline.sd.set_progress_bar_config(disable=True)
+        editor.set_progress_bar_config(disable=True)
     loaded = time.perf_counter()
     result = editor.edit(picture, prompts, cfg)
     written = []
@@ -138,24 +114,9 @@ def run_edit(args: argparse.Namespace) -> int:
         overlay = overlay_mask(np.asarray(result.source), subject.mask)
         save_png(Image.fromarray(overlay), paths.overlay)
         written += [paths.mask, paths.overlay]
-    record = {
-        "pnpsam": versions()["pnpsam"],
-        "image": str(Path(image).resolve()),
-        "image_sha256": result.image_sha256,
-        "prompts": prompts,
-        "outputs": [p.name for p in paths.pngs],
-        "subject_mask": subject.provenance() if subject is not None else None,
-        "config": result.config.to_dict(),
-        "model": model_record(editor),
-        "device": str(editor.pipeline.device),
-        "versions": versions(),
-        "timings": {"load_s": loaded - started, **result.timings},
-        "unet_evaluations": unet_evaluations(
-            result.config.pnp,
-            editor.pipeline.inversion_calls(result.config.inversion.steps, result.config.pnp.steps),
-            len(prompts),
-        ),
-    }
+    record = result.record(
+        image, [p.name for p in paths.pngs], timings={"load_s": loaded - started}
+    )
     save_json(record, paths.record)
     for path in [*written, paths.record]:
         print(path)

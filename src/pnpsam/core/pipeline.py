@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -29,6 +31,14 @@ from pnpsam.models.loading import inverse_scheduler_for
 
 class OutOfMemoryError(RuntimeError):
     """The accelerator ran out of memory even at one prompt per batch."""
+
+
+@dataclass
+class RowCounter:
+    """UNet row-evaluations (batch rows summed over calls) seen while it was installed."""
+
+    rows: int = 0
+    calls: int = 0
 
 
 class PnPPipeline:
@@ -62,6 +72,22 @@ class PnPPipeline:
     def native_size(self) -> int:
         """The image side the checkpoint was trained at (512 for SD 1.5, 768 for SD 2.1)."""
         return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    @contextmanager
+    def count_unet_rows(self) -> Iterator[RowCounter]:
+        """Count the UNet's row-evaluations inside the block (a removable forward pre-hook)."""
+        counter = RowCounter()
+
+        def count(_module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            sample = args[0] if args else kwargs["sample"]
+            counter.rows += int(sample.shape[0])
+            counter.calls += 1
+
+        handle = self.unet.register_forward_pre_hook(count, with_kwargs=True)
+        try:
+            yield counter
+        finally:
+            handle.remove()
 
     # -- encoders ------------------------------------------------------------------------
     @torch.no_grad()
