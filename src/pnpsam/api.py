@@ -172,6 +172,7 @@ class PnPEditor:
         self.masks = MaskMaker(pipeline.device)  # keeps SAM and its last image embedding
         # recent inversions by what they depend on; InversionStore(max_items=0) keeps none
         self.store: InversionStore[Inversion] = store if store is not None else InversionStore()
+        self._img2img: Any = None  # diffusers img2img on the same modules, made by ``sdedit``
 
     @classmethod
     def from_pretrained(
@@ -391,6 +392,54 @@ class PnPEditor:
             device=str(self.pipeline.device),
             unet_evaluations=counted.rows + (0 if reused else inversion.unet_evaluations),
             inversion_reused=reused,
+        )
+
+    def sdedit(
+        self,
+        image: ImageInput,
+        prompts: str | Sequence[str],
+        config: EditConfig | None = None,
+        strength: float = 0.6,
+    ) -> EditResult:
+        """SDEdit baseline: diffusers' img2img on this editor's weights (no copy of them).
+
+        Noises the prepared image to ``strength`` of the schedule and denoises it guided by each
+        prompt with ``config.pnp``'s steps, guidance, negative prompt and seed.
+        """
+        from diffusers import StableDiffusionImg2ImgPipeline
+
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        cfg = self.resolve(config or EditConfig())
+        if not 0.0 < strength <= 1.0:
+            raise ConfigError(f"sdedit strength must be in (0, 1]; got {strength!r}")
+        source = self.prepare(_as_pil(image, cfg.preprocess.max_input_pixels), cfg.preprocess)
+        if self._img2img is None:  # built once; shares the editor's modules
+            self._img2img = StableDiffusionImg2ImgPipeline.from_pipe(self.pipeline.sd)
+            self._img2img.set_progress_bar_config(disable=True)
+        device = self.pipeline.device
+        generator = torch.Generator(device="cpu" if device.type == "mps" else device)
+        start = time.perf_counter()
+        with self.pipeline.count_unet_rows() as counted:
+            images = self._img2img(
+                prompt=prompts,
+                image=[source] * len(prompts),
+                strength=float(strength),
+                num_inference_steps=cfg.pnp.steps,
+                guidance_scale=cfg.pnp.guidance,
+                negative_prompt=[cfg.pnp.negative_prompt] * len(prompts),
+                generator=generator.manual_seed(cfg.pnp.seed),
+                output_type="pil",
+            ).images
+        return EditResult(
+            images=list(images),
+            prompts=prompts,
+            config=cfg,
+            source=source,
+            timings={"sampling_s": time.perf_counter() - start},
+            image_sha256=_sha256_of(source),
+            model=self.model_info(),
+            device=str(device),
+            unet_evaluations=counted.rows,
         )
 
 

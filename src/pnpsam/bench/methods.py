@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import torch
 import yaml
 from PIL import Image
 
@@ -237,9 +235,6 @@ def run_method(
     return MethodOutput(result.source, result.images, details)
 
 
-_IMG2IMG: weakref.WeakKeyDictionary[PnPEditor, Any] = weakref.WeakKeyDictionary()
-
-
 def _run_sdedit(
     editor: PnPEditor,
     image: Image.Image,
@@ -247,24 +242,6 @@ def _run_sdedit(
     config: EditConfig,
     params: Mapping[str, Any],
 ) -> MethodOutput:
-    from diffusers import StableDiffusionImg2ImgPipeline
-
-    source = editor.prepare(image, config.preprocess)
-    img2img = _IMG2IMG.get(editor)
-    if img2img is None:  # built once per editor; shares its modules, no copy of the weights
-        img2img = StableDiffusionImg2ImgPipeline.from_pipe(editor.pipeline.sd)
-        img2img.set_progress_bar_config(disable=True)
-        _IMG2IMG[editor] = img2img
-    device = editor.pipeline.device
-    generator = torch.Generator(device="cpu" if device.type == "mps" else device)
-    images = img2img(
-        prompt=list(prompts),
-        image=[source] * len(prompts),
-        strength=float(params["strength"]),
-        num_inference_steps=config.pnp.steps,
-        guidance_scale=config.pnp.guidance,
-        negative_prompt=[config.pnp.negative_prompt] * len(prompts),
-        generator=generator.manual_seed(config.pnp.seed),
-        output_type="pil",
-    ).images
-    return MethodOutput(source, list(images), {"strength": float(params["strength"])})
+    strength = float(params["strength"])
+    result = editor.sdedit(image, prompts, config, strength)
+    return MethodOutput(result.source, result.images, {"strength": strength})
