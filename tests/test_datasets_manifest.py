@@ -100,7 +100,7 @@ def test_points_default_to_subject_labels(folder):
 )
 def test_errors_name_the_entry_and_field(folder, change, message):
     records = [RECORDS[1], {**RECORDS[0], **change}]
-    with pytest.raises(DatasetError, match=r"m.jsonl: entry 1 \(id 'cat'\), " + message):
+    with pytest.raises(DatasetError, match=r"m.jsonl, line 2: entry 1 \(id 'cat'\), " + message):
         load_manifest(write_jsonl(folder / "m.jsonl", records))
 
 
@@ -114,7 +114,29 @@ def test_missing_targets_bad_json_and_duplicate_ids(folder):
     with pytest.raises(DatasetError, match=r"entry 1 \(id 'cat'\), field 'id': duplicate of"):
         load_manifest(write_jsonl(path, [RECORDS[0], RECORDS[0]]))
     (folder / "m.csv").write_text('image,target_prompts,box\nimages/cat.png,x,"[1, 2"\n')
-    with pytest.raises(DatasetError, match=r"field 'box': not JSON"):
+    with pytest.raises(DatasetError, match=r"m.csv, line 2: entry 0, field 'box': not JSON"):
         load_manifest(folder / "m.csv")
     with pytest.raises(DatasetError, match=r"must end in .jsonl or .csv"):
         load_manifest(folder / "m.txt")
+
+
+def test_prompts_is_accepted_as_well_as_target_prompts(folder):
+    """The config file and the CLI say ``prompts``; manifests accept that name too."""
+    record = {k: v for k, v in RECORDS[0].items() if k != "target_prompts"}
+    record["prompts"] = RECORDS[0]["target_prompts"]
+    [item] = load_manifest(write_jsonl(folder / "m.jsonl", [record]))
+    assert item.target_prompts == ("a photo of a tiger", "a painting of a cat")
+    assert "prompts" not in item.extra
+    both = {**record, "id": "dog", "target_prompts": ["x"]}
+    path = folder / "m.jsonl"
+    path.write_text(json.dumps(record) + "\n\n" + json.dumps(both) + "\n")  # blank line 2
+    with pytest.raises(DatasetError, match=r"line 3: entry 1 .*field 'prompts': give only one"):
+        load_manifest(path)
+    # CSV: '|'-separated prompts; a quoted cell spanning two lines moves the next row to line 4
+    (folder / "m.csv").write_text(
+        'image,prompts,note\nimages/cat.png,a tiger | a cat,"two\nlines"\nimages/dog.png,[""]\n'
+    )
+    with pytest.raises(DatasetError, match=r"m.csv, line 4: entry 1 .*field 'prompts'"):
+        load_manifest(folder / "m.csv")
+    (folder / "m.csv").write_text("image,prompts\nimages/cat.png,a tiger | a cat\n")
+    assert load_manifest(folder / "m.csv")[0].target_prompts == ("a tiger", "a cat")

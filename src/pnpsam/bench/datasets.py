@@ -16,14 +16,15 @@ Three formats:
   released benchmark files use, as read by public loaders of them.
 * **Manifest** for a user's own folder: JSONL (one object a line) or CSV (a header row), paths
   relative to the manifest's folder. Fields: ``image`` (required); ``target_prompts`` (list; or
-  ``target_prompt``, one string); ``source_prompt``; ``id``; ``seed``; ``points`` (``[[x, y],
-  ...]`` pixels) with ``point_labels`` (1 = subject, 0 = not; default all 1); ``box``
-  (``[x0, y0, x1, y1]`` pixels); ``mask`` (image file, white = subject). Other fields go to
-  ``extra``. In CSV, list cells are JSON (``[[10, 20]]``) and ``target_prompts`` may also be
-  ``|``-separated text.
+  ``prompts``, as the config file calls them; or ``target_prompt``, one string);
+  ``source_prompt``; ``id``; ``seed``; ``points`` (``[[x, y], ...]`` pixels) with
+  ``point_labels`` (1 = subject, 0 = not; default all 1); ``box`` (``[x0, y0, x1, y1]``
+  pixels); ``mask`` (image file, white = subject). Other fields go to
+  ``extra``. In CSV, list cells are JSON (``[[10, 20]]``) and ``target_prompts``/``prompts``
+  may also be ``|``-separated text.
 
 Every loading error is a :class:`DatasetError` naming the file, the entry (index and id) and the
-field.
+field; for manifests also the line of the file (1-based; a CSV's header is line 1).
 """
 
 from __future__ import annotations
@@ -113,19 +114,35 @@ class EditItem:
             return np.asarray(image.convert("L")) >= 128
 
 
-def _fail(source: Path, index: int, item_id: object, field_name: str, problem: str) -> DatasetError:
+def _fail(
+    source: Path,
+    index: int,
+    item_id: object,
+    field_name: str,
+    problem: str,
+    line: int | None = None,
+) -> DatasetError:
     where = f"entry {index}" + (f" (id {item_id!r})" if item_id not in (None, "") else "")
-    return DatasetError(f"{source}: {where}, field {field_name!r}: {problem}")
+    at = f"{source}" if line is None else f"{source}, line {line}"
+    return DatasetError(f"{at}: {where}, field {field_name!r}: {problem}")
 
 
 class _EntryReader:
-    """Typed field access for one raw entry; every failure names file, entry and field."""
+    """Typed field access for one raw entry; every failure names file, line, entry and field."""
 
-    def __init__(self, source: Path, index: int, record: Mapping[str, Any], item_id: object = None):
+    def __init__(
+        self,
+        source: Path,
+        index: int,
+        record: Mapping[str, Any],
+        item_id: object = None,
+        line: int | None = None,
+    ):
         self.source, self.index, self.record, self.item_id = source, index, record, item_id
+        self.line = line
 
     def error(self, field_name: str, problem: str) -> DatasetError:
-        return _fail(self.source, self.index, self.item_id, field_name, problem)
+        return _fail(self.source, self.index, self.item_id, field_name, problem, self.line)
 
     def text(self, name: str, default: str | None = None) -> str:
         value = self.record.get(name, default)
@@ -200,11 +217,15 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _check_unique_ids(items: list[EditItem], source: Path) -> list[EditItem]:
+def _check_unique_ids(
+    items: list[EditItem], source: Path, lines: Sequence[int] | None = None
+) -> list[EditItem]:
     seen: dict[str, int] = {}
     for index, item in enumerate(items):
         if item.id in seen:
-            raise _fail(source, index, item.id, "id", f"duplicate of entry {seen[item.id]}")
+            line = None if lines is None else lines[index]
+            problem = f"duplicate of entry {seen[item.id]}"
+            raise _fail(source, index, item.id, "id", problem, line)
         seen[item.id] = index
     return items
 
@@ -363,12 +384,18 @@ def load_manifest(path: str | Path, check_files: bool = True) -> list[EditItem]:
     except OSError as error:
         raise DatasetError(f"{path}: cannot read manifest: {error}") from error
     records = _jsonl_records(text, path) if suffix == ".jsonl" else _csv_records(text, path)
-    items = [_manifest_item(path, index, record, check_files) for index, record in records]
-    return _check_unique_ids(items, path)
+    items = [
+        _manifest_item(path, index, record, check_files, line) for index, line, record in records
+    ]
+    return _check_unique_ids(items, path, [line for _, line, _ in records])
 
 
-def _jsonl_records(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
-    records: list[tuple[int, dict[str, Any]]] = []
+# (entry index, 1-based line of the file where the entry starts, raw record)
+_Records = list[tuple[int, int, dict[str, Any]]]
+
+
+def _jsonl_records(text: str, path: Path) -> _Records:
+    records: _Records = []
     for line_number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -377,37 +404,45 @@ def _jsonl_records(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             problem = f"line {line_number} is not JSON: {error}"
-            raise _fail(path, index, None, "<line>", problem) from error
+            raise _fail(path, index, None, "<line>", problem, line_number) from error
         if not isinstance(record, dict):
-            raise _fail(path, index, None, "<line>", f"line {line_number} is not a JSON object")
-        records.append((index, record))
+            problem = f"line {line_number} is not a JSON object"
+            raise _fail(path, index, None, "<line>", problem, line_number)
+        records.append((index, line_number, record))
     return records
 
 
 _CSV_JSON_FIELDS = ("points", "point_labels", "box")
+# ``prompts`` is what the config file and the CLI call them; both names are accepted
+_PROMPT_FIELDS = ("target_prompts", "prompts")
 
 
-def _csv_records(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
-    records = []
-    for index, row in enumerate(csv.DictReader(text.splitlines())):
+def _csv_records(text: str, path: Path) -> _Records:
+    records: _Records = []
+    reader = csv.DictReader(text.splitlines())
+    _ = reader.fieldnames  # reads the header, so line_num counts its lines
+    line = reader.line_num + 1  # where the next row starts
+    for index, row in enumerate(reader):
         record: dict[str, Any] = {
             k.strip(): v.strip() for k, v in row.items() if k and v and v.strip()
         }
-        targets = record.get("target_prompts")
-        if isinstance(targets, str) and not targets.startswith("["):
-            record["target_prompts"] = [t.strip() for t in targets.split("|")]
-        for name in (*_CSV_JSON_FIELDS, "target_prompts"):
+        for name in _PROMPT_FIELDS:
+            targets = record.get(name)
+            if isinstance(targets, str) and not targets.startswith("["):
+                record[name] = [t.strip() for t in targets.split("|")]
+        for name in (*_CSV_JSON_FIELDS, *_PROMPT_FIELDS):
             if isinstance(record.get(name), str):
-                record[name] = _json_cell(path, index, record, name)
-        records.append((index, record))
+                record[name] = _json_cell(path, index, record, name, line)
+        records.append((index, line, record))
+        line = reader.line_num + 1
     return records
 
 
-def _json_cell(path: Path, index: int, record: dict[str, Any], name: str) -> Any:
+def _json_cell(path: Path, index: int, record: dict[str, Any], name: str, line: int) -> Any:
     try:
         return json.loads(record[name])
     except json.JSONDecodeError as error:
-        raise _fail(path, index, record.get("id"), name, f"not JSON: {error}") from error
+        raise _fail(path, index, record.get("id"), name, f"not JSON: {error}", line) from error
 
 
 _MANIFEST_FIELDS = {
@@ -415,6 +450,7 @@ _MANIFEST_FIELDS = {
     "image",
     "source_prompt",
     "target_prompts",
+    "prompts",
     "target_prompt",
     "points",
     "point_labels",
@@ -424,23 +460,29 @@ _MANIFEST_FIELDS = {
 }
 
 
-def _manifest_item(path: Path, index: int, record: dict[str, Any], check_files: bool) -> EditItem:
+def _manifest_item(
+    path: Path, index: int, record: dict[str, Any], check_files: bool, line: int | None = None
+) -> EditItem:
     folder = path.parent
-    read = _EntryReader(path, index, record, record.get("id"))
+    read = _EntryReader(path, index, record, record.get("id"), line)
     image = read.text("image")
     item_id = str(record.get("id") or f"{index:04d}_{Path(image).stem}")
     read.item_id = item_id
     image_path = folder / image
     if check_files:
         read.existing_file("image", image_path)
-    if "target_prompts" in record:
-        targets = read.prompts("target_prompts")
-    elif "target_prompt" in record:
+    given = [name for name in (*_PROMPT_FIELDS, "target_prompt") if name in record]
+    if len(given) > 1:
+        raise read.error(given[1], f"give only one of {' / '.join(repr(g) for g in given)}")
+    if given and given[0] in _PROMPT_FIELDS:
+        targets = read.prompts(given[0])
+    elif given:
         targets = (read.text("target_prompt"),)
         if not targets[0].strip():
             raise read.error("target_prompt", "empty")
     else:
-        raise read.error("target_prompts", "missing (give 'target_prompts' or 'target_prompt')")
+        problem = "missing (give 'target_prompts', 'prompts' or 'target_prompt')"
+        raise read.error("target_prompts", problem)
     mask = None
     if "mask" in record:
         mask = folder / read.text("mask")
