@@ -10,6 +10,9 @@ Output folder layout::
     grid.png                        sources and each method's first edit, first items
     bench.json                      what was run (methods, base config, dataset, timings)
 
+``<item>`` and ``<method>`` are the id and label as safe file names (``pnpsam.paths.safe_name``):
+a manifest id like ``../x`` or ``a/b`` never names a file outside ``images/<folder>/``.
+
 Resumable: an item counts as done for a method when ``rows.jsonl`` holds rows for all its
 prompts made with the same method and edit settings, and it is then skipped — its images and
 rows are never rewritten. A failing item (unreadable image, missing mask, ...) gets a ``failed``
@@ -48,6 +51,7 @@ from pnpsam.config import EditConfig
 from pnpsam.imageio import atomic_write, load_image, save_json, save_png
 from pnpsam.masks.ops import resize_mask
 from pnpsam.metrics import EditMetrics
+from pnpsam.paths import inside, safe_name
 
 ROWS_FILE = "rows.jsonl"
 
@@ -95,10 +99,17 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def settings_hash(spec: MethodSpec, config: EditConfig) -> str:
-    """Short fingerprint of a method and its resolved edit settings (resume key)."""
+def settings_hash(spec: MethodSpec, config: EditConfig, resolved_model: str | None = None) -> str:
+    """Short fingerprint of a method and its resolved edit settings (resume key).
+
+    ``resolved_model`` (``editor.model_info()["resolved_path"]``) replaces the model as the
+    user spelled it, so ``tiny-sd`` and its absolute path resume each other.
+    """
+    settings = config.to_dict()
+    if resolved_model is not None:
+        settings["model"]["model"] = resolved_model
     text = json.dumps(
-        {"method": spec.label, "params": spec.method_params(), "config": config.to_dict()},
+        {"method": spec.label, "params": spec.method_params(), "config": settings},
         sort_keys=True,
         default=str,
     )
@@ -143,9 +154,11 @@ class BenchmarkRunner:
         return self.out / ROWS_FILE
 
     def image_path(self, spec: MethodSpec | None, item: EditItem, index: int = 0) -> Path:
+        """Where an image goes; ids and labels become safe names (``pnpsam.paths.safe_name``)."""
+        name = safe_name(item.id)
         if spec is None:
-            return self.out / "images" / "source" / f"{item.id}.png"
-        return self.out / "images" / spec.slug / f"{item.id}_{index}.png"
+            return inside(self.out, "images", "source", f"{name}.png")
+        return inside(self.out, "images", safe_name(spec.slug), f"{name}_{index}.png")
 
     def run(
         self, items: Sequence[EditItem], methods: Sequence[MethodSpec], dataset: str = ""
@@ -154,7 +167,8 @@ class BenchmarkRunner:
         started = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
         configs = {spec.label: self._config_for(spec) for spec in methods}
-        hashes = {spec.label: settings_hash(spec, configs[spec.label]) for spec in methods}
+        weights = self.editor.model_info()["resolved_path"]
+        hashes = {spec.label: settings_hash(spec, configs[spec.label], weights) for spec in methods}
         finished = self._finished(read_rows(self.rows_path), items, hashes)
         pending = [
             (spec, item)

@@ -9,6 +9,7 @@ Wire-in for the main CLI (two lines in ``pnpsam.cli.build_parser``)::
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import yaml
@@ -114,9 +115,13 @@ def run_bench(args: argparse.Namespace) -> int:
     methods = parse_methods(args.methods)
     if args.sweep:
         methods = sweep_methods(methods, *parse_sweep(args.sweep))
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be a count of items >= 1; got {args.limit}")
     items = load_dataset(args.dataset)
     if args.limit is not None:
         items = items[: args.limit]
+    if not items:
+        raise ConfigError(f"dataset {str(args.dataset)!r} holds no items: nothing to run")
     config = _edit_config(args)
     editor = PnPEditor.from_pretrained(config.model)
     if args.quiet:
@@ -148,4 +153,15 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     for path in result.files.values():
         print(path)
+    failed = sum(summary.items_failed for summary in result.summaries)
+    if failed:
+        # every recorded failure counts, also those a resumed run skipped
+        total = failed + sum(summary.items_ok for summary in result.summaries)
+        print(
+            f"pnpsam bench: {failed} of {total} (method, item) pairs failed "
+            f"({result.failed} in this run); the errors are in {result.out / 'rows.jsonl'}, "
+            "--retry-failed runs them again",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -79,10 +79,13 @@ def _load(cfg: ModelConfig, dtype: torch.dtype) -> StableDiffusionPipeline:
         kwargs = dict(common)
         if cfg.single_file_config:
             kwargs["config"] = cfg.single_file_config
-        return StableDiffusionPipeline.from_single_file(str(path), **kwargs)
+        # the absolute path, so model_info()'s resolved path does not depend on its spelling
+        return StableDiffusionPipeline.from_single_file(str(path.resolve()), **kwargs)
     if path.is_dir():
         _check_folder(path)
-        return StableDiffusionPipeline.from_pretrained(str(path), local_files_only=True, **common)
+        return StableDiffusionPipeline.from_pretrained(
+            str(path.resolve()), local_files_only=True, **common
+        )
     if cfg.model.startswith((".", "/", "~")) or cfg.model.count("/") != 1:
         raise ModelLoadError(
             f"model {cfg.model!r} is neither an existing file or folder nor a hub id (owner/name)"
