@@ -270,7 +270,7 @@ class PnPEditor:
         With a subject (``mask`` or ``config.mask``) and ``config.weaken.background`` set, the
         background is weakened in pixels before inversion (the report's scheme 3).
         """
-        cfg = self.resolve(config or EditConfig())
+        cfg = self.resolve(config or EditConfig()).resolve_derived()
         original = _as_pil(image, cfg.preprocess.max_input_pixels)
         prepared = self.prepare(original, cfg.preprocess)
         subject = self.subject_mask(original, cfg, mask)
@@ -340,6 +340,7 @@ class PnPEditor:
         cfg = self.resolve(config or EditConfig())
         cfg.pnp = dataclasses.replace(cfg.pnp, **pnp_overrides)
         cfg.pnp.validate()
+        cfg.resolve_derived()
         given = isinstance(image, Inversion)
         if isinstance(image, Inversion):
             inversion = image

@@ -87,12 +87,20 @@ class PreprocessConfig:
 class InversionConfig:
     """DDIM inversion of the source image (eta 0, no guidance)."""
 
-    steps: int = 50  # inversion steps; its grid must contain the sampling grid (e.g. 50, 100, 999)
+    # inversion steps; None = the sampling steps (always a valid grid). Any count whose grid
+    # contains the sampling grid works (a multiple of the sampling steps, or the port's 999).
+    steps: int | None = None
     prompt: str = ""  # text the inversion is conditioned on; the port and paper use ""
 
     def validate(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1:
+        if self.steps is not None and (
+            not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1
+        ):
             raise ConfigError(f"inversion steps must be an integer >= 1; got {self.steps!r}")
+
+    def steps_for(self, sampling_steps: int) -> int:
+        """The inversion steps to run: ``steps``, or the sampling steps when it is None."""
+        return sampling_steps if self.steps is None else self.steps
 
 
 @dataclass
@@ -165,6 +173,15 @@ class EditConfig:
     mask: MaskConfig = field(default_factory=MaskConfig)  # the subject (none = plain PnP)
     weaken: WeakenConfig = field(default_factory=WeakenConfig)  # the report's scheme 3
 
+    def resolve_derived(self) -> EditConfig:
+        """This config with defaults that follow other fields filled in (the one place they are).
+
+        ``inversion.steps`` None becomes ``pnp.steps``, so a record states the number that ran
+        and re-runs identically even if the default changes.
+        """
+        self.inversion.steps = self.inversion.steps_for(self.pnp.steps)
+        return self
+
     def validate(self) -> EditConfig:
         self.model.validate()
         self.preprocess.validate()
@@ -231,8 +248,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
         "preprocess": {"resize_mode": "resize", "resample": "bilinear"},
     },
-    # This project's default: the port's algorithm with a 50-step inversion (20x cheaper).
-    "fast": {"inversion": {"steps": 50}},
+    # This project's default: the port's algorithm with an inversion on the sampling grid
+    # (50 steps at the default 50 sampling steps: 20x cheaper than 999).
+    "fast": {"inversion": {"steps": None}},
     # The paper's code: features from a DDIM reconstruction, center-crop preprocessing.
     "paper": {
         "inversion": {"steps": 999},

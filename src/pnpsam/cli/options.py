@@ -222,6 +222,8 @@ def _describe_default(option: Option) -> str:
     value = getattr(getattr(EditConfig(), option.section), option.field)
     if option.field == "size" and value is None:
         return "model's native size, 512 for SD 1.5"
+    if (option.section, option.field) == ("inversion", "steps") and value is None:
+        return "the sampling --steps"
     return repr(value)
 
 

@@ -137,7 +137,8 @@ class PnPPipeline:
         clean = self.encode_image(image)
         embedding = self.encode_text([cfg.prompt])
         keep = self.sampling_timesteps(sampling_steps)
-        total = self.inversion_calls(cfg.steps, sampling_steps)
+        steps = cfg.steps_for(sampling_steps)
+        total = self.inversion_calls(steps, sampling_steps)
         with self.sd.progress_bar(total=total) as bar:
             bar.set_description("invert")
             return ddim_invert(
@@ -145,7 +146,7 @@ class PnPPipeline:
                 self.inverse_scheduler,
                 clean,
                 embedding,
-                cfg.steps,
+                steps,
                 keep,
                 callback=callback,
                 progress=bar.update,
