@@ -31,6 +31,7 @@ def test_demo_writes_a_grid_and_a_table_with_every_method(tmp_path: Path) -> Non
     out = tmp_path / "demo"
     argv = ["demo", "--out", str(out), "--pairs", "1", "--steps", "8", "--device", "cpu"]
     argv.append("--keep-background")  # colour-only targets; toy_pairs is tested both ways
+    argv += ["--set", "dev"]
     assert main(argv) == 0
     grid = Image.open(out / "grid.png")
     assert grid.height > 2 * 64 and grid.width > (len(DEMO_METHODS) + 1) * 128
@@ -42,3 +43,5 @@ def test_demo_writes_a_grid_and_a_table_with_every_method(tmp_path: Path) -> Non
         assert 0.0 <= row["iou"] <= 1.0 and 0.0 <= row["background"] <= 1.0
     table = (out / "metrics.md").read_text()
     assert all(f"| {name} |" in table for name in names)
+    assert report["set"] == "dev" and report["seed"] == 100
+    assert "Paired differences to plain PnP" in table and "[" in table  # intervals

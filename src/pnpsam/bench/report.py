@@ -3,7 +3,9 @@
 Rows are dicts with ``method``, ``item``, ``prompt_index``, ``status`` ("ok" / "failed") and
 metric values. Each method's summary gives, per metric, the mean over its ok rows and a 95%
 Student-t confidence interval of that mean (``mean +- t(0.975, n-1) * sd / sqrt(n)``; none
-for n < 2).
+for n < 2). Toy-world comparisons, where pass/fail metrics and small pair sets make the t
+interval a poor fit, use :func:`bootstrap_ci` (percentile bootstrap over items; fed the per-item
+differences of two methods it is the paired bootstrap) and :func:`paired_differences`.
 """
 
 from __future__ import annotations
@@ -71,6 +73,47 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> Estimate:
         return Estimate(mean, math.nan, math.nan, 1)
     half = float(stats.t.ppf(0.5 + level / 2, n - 1) * finite.std(ddof=1) / math.sqrt(n))
     return Estimate(mean, mean - half, mean + half, n)
+
+
+def bootstrap_ci(
+    values: Sequence[float], level: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> Estimate:
+    """Mean and percentile-bootstrap interval of the finite ``values`` (items resampled with
+    replacement, ``resamples`` times, seeded so tables are reproducible). Given per-item
+    differences ``a_i - b_i`` of two methods on the same items, this is the paired bootstrap."""
+    finite = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
+    n = len(finite)
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    mean = float(finite.mean())
+    if n < 2:
+        return Estimate(mean, math.nan, math.nan, 1)
+    picks = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    means = finite[picks].mean(axis=1)
+    low, high = np.quantile(means, [0.5 - level / 2, 0.5 + level / 2])
+    return Estimate(mean, float(low), float(high), n)
+
+
+def paired_differences(
+    scores: Mapping[str, Sequence[Mapping[str, float]]], reference: str, keys: Sequence[str]
+) -> dict[str, dict[str, Estimate]]:
+    """Per method, per metric: mean of ``method - reference`` over the same items, with its
+    paired-bootstrap interval. ``scores``: method -> per-item metric dicts, items in one order
+    for every method (NaN/inf entries drop that item from that metric's difference)."""
+    if reference not in scores:
+        raise ValueError(f"reference method {reference!r} is not among {sorted(scores)}")
+    base = scores[reference]
+    out: dict[str, dict[str, Estimate]] = {}
+    for method, items in scores.items():
+        if len(items) != len(base):
+            raise ValueError(
+                f"{method!r} has {len(items)} items but {reference!r} has {len(base)}: "
+                "paired differences need the same items"
+            )
+        out[method] = {
+            k: bootstrap_ci([a[k] - b[k] for a, b in zip(items, base, strict=True)]) for k in keys
+        }
+    return out
 
 
 @dataclass

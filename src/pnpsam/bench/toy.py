@@ -16,8 +16,13 @@ from PIL import Image
 
 from pnpsam.api import PnPEditor
 from pnpsam.bench.methods import MethodSpec, run_method
+from pnpsam.bench.report import bootstrap_ci, paired_differences
 from pnpsam.config import EditConfig
 from pnpsam.toyworld.pairs import TOY_EDIT, ToyPair, score_toy_edit
+
+# Fixed toy pair sets: tune on ``dev`` only; ``held-out`` is run once per final candidate.
+TOY_SETS: dict[str, int] = {"dev": 100, "held-out": 500}  # set name -> toy_pairs seed
+SCORE_KEYS = ("iou", "color", "background", "shape", "clutter")
 
 DEMO_METHODS = (
     "pnp:pnp_f_t=0:pnp_attn_t=0:start=noise",  # fresh noise: plain text-to-image, seeded
@@ -56,46 +61,105 @@ def toy_base_config(editor: PnPEditor, steps: int) -> EditConfig:
 def run_toy_comparison(
     editor: PnPEditor, pairs: Sequence[ToyPair], methods: Sequence[MethodSpec], steps: int
 ) -> tuple[list[dict[str, Any]], dict[str, list[np.ndarray]]]:
-    """Run every method on every pair; returns (per-method summary rows, outputs by label)."""
+    """Run every method on every pair; returns (per-method summary rows, outputs by label).
+
+    Each row has the method's mean of every score (``iou``, ``color``, ...), ``seconds_per_edit``
+    and ``per_pair``: the scores of every pair, in ``pairs`` order (for intervals and paired
+    differences, see :func:`toy_summary`). Pairs run in the outer loop, so methods that invert
+    the same pixels share one inversion.
+    """
     base = toy_base_config(editor, steps)
-    outputs: dict[str, list[np.ndarray]] = {}
-    rows = []
-    for spec in methods:
-        config = spec.edit_config(base)
-        scores, started = [], time.perf_counter()
-        outputs[spec.label] = []
-        for pair in pairs:
-            image = Image.fromarray(pair.image)
+    configs = [spec.edit_config(base) for spec in methods]
+    outputs: dict[str, list[np.ndarray]] = {spec.label: [] for spec in methods}
+    scores: dict[str, list[dict[str, float]]] = {spec.label: [] for spec in methods}
+    seconds = dict.fromkeys(outputs, 0.0)
+    for pair in pairs:
+        image = Image.fromarray(pair.image)
+        for spec, config in zip(methods, configs, strict=True):
+            started = time.perf_counter()
             result = run_method(
                 spec, editor, image, pair.subject.astype(np.float32), [pair.target.caption], config
             )
+            seconds[spec.label] += time.perf_counter() - started
             output = np.asarray(result.images[0].convert("RGB"))
             outputs[spec.label].append(output)
-            scores.append(score_toy_edit(pair, output))
+            scores[spec.label].append(score_toy_edit(pair, output))
+    rows = []
+    for spec in methods:
+        mine = scores[spec.label]
         row: dict[str, Any] = {
             "method": METHOD_NAMES.get(spec.label, spec.label),
             "spec": spec.label,
         }
-        for key in scores[0]:
-            row[key] = float(np.mean([s[key] for s in scores]))
-        row["seconds_per_edit"] = (time.perf_counter() - started) / len(pairs)
+        row.update({key: float(np.mean([s[key] for s in mine])) for key in SCORE_KEYS})
+        row["seconds_per_edit"] = seconds[spec.label] / len(pairs)
+        row["per_pair"] = mine
         rows.append(row)
     return rows, outputs
 
 
-def metrics_markdown(rows: Sequence[dict[str, Any]], pairs: int) -> str:
+def toy_summary(
+    rows: Sequence[dict[str, Any]], reference: str | None = "pnp"
+) -> list[dict[str, Any]]:
+    """Rows of :func:`run_toy_comparison` with, per score, ``ci`` (bootstrap 95% interval of
+    the mean) and, when the spec ``reference`` was run, ``diff``: the paired difference to it
+    (mean and paired-bootstrap 95% interval over the same pairs)."""
+    by_spec = {r["spec"]: r["per_pair"] for r in rows}
+    diffs = (
+        paired_differences(by_spec, reference, SCORE_KEYS)
+        if reference is not None and reference in by_spec
+        else {}
+    )
+    out = []
+    for r in rows:
+        ci = {k: bootstrap_ci([s[k] for s in r["per_pair"]]) for k in SCORE_KEYS}
+        summary = {**r, "ci": {k: [e.low, e.high] for k, e in ci.items()}}
+        if r["spec"] in diffs:
+            summary["diff"] = {
+                k: {"mean": e.mean, "low": e.low, "high": e.high}
+                for k, e in diffs[r["spec"]].items()
+            }
+        out.append(summary)
+    return out
+
+
+def _interval(mean: float, low: float, high: float, signed: bool = False) -> str:
+    value = f"{mean:+.2f}" if signed else f"{mean:.2f}"
+    return value if np.isnan(low) else f"{value} [{low:.2f}, {high:.2f}]"
+
+
+def metrics_markdown(rows: Sequence[dict[str, Any]], pairs: int, title: str = "") -> str:
+    """Markdown tables of :func:`toy_summary` rows: means with bootstrap 95% intervals, then
+    paired differences to the reference method (when it was run)."""
+    summaries = [r if "ci" in r else toy_summary([r], None)[0] for r in rows]
     lines = [
-        f"Toy-world comparison over {pairs} source/target pairs (means). iou: subject shape "
-        "kept (IoU with the source mask); color / background / shape: fraction following the "
-        "target; clutter: correlation of the source clutter with the output's structure "
-        "(lower = the old background did not come back).",
+        f"Toy-world comparison{title} over {pairs} source/target pairs: mean [bootstrap 95% "
+        "interval]. iou: subject shape kept (IoU with the source mask); color / background / "
+        "shape: fraction following the target; clutter: correlation of the source clutter with "
+        "the output's structure (lower = the old background did not come back).",
         "",
         "| method | iou | color | background | shape | clutter | s/edit |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in summaries:
+        cells = [_interval(r[k], *r["ci"][k]) for k in SCORE_KEYS]
         lines.append(
-            f"| {r['method']} | {r['iou']:.2f} | {r['color']:.2f} | {r['background']:.2f} | "
-            f"{r['shape']:.2f} | {r['clutter']:.2f} | {r['seconds_per_edit']:.2f} |"
+            f"| {r['method']} | " + " | ".join(cells) + f" | {r['seconds_per_edit']:.2f} |"
         )
+    with_diff = [r for r in summaries if "diff" in r and r["spec"] != "pnp"]
+    if with_diff:
+        lines += [
+            "",
+            "Paired differences to plain PnP (method - PnP on the same pairs; paired bootstrap "
+            "95% interval):",
+            "",
+            "| method | Δ iou | Δ color | Δ background | Δ shape | Δ clutter |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in with_diff:
+            d = r["diff"]
+            cells = [
+                _interval(d[k]["mean"], d[k]["low"], d[k]["high"], signed=True) for k in SCORE_KEYS
+            ]
+            lines.append(f"| {r['method']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

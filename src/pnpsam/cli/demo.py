@@ -16,7 +16,14 @@ from PIL import Image, ImageDraw
 
 from pnpsam.api import PnPEditor
 from pnpsam.bench.methods import parse_methods
-from pnpsam.bench.toy import DEMO_METHODS, METHOD_NAMES, metrics_markdown, run_toy_comparison
+from pnpsam.bench.toy import (
+    DEMO_METHODS,
+    METHOD_NAMES,
+    TOY_SETS,
+    metrics_markdown,
+    run_toy_comparison,
+    toy_summary,
+)
 from pnpsam.config import ModelConfig
 from pnpsam.imageio import atomic_write, save_json, save_png
 from pnpsam.toyworld.pairs import TOY_EDIT, TOY_MODEL, ToyPair, toy_pairs
@@ -62,6 +69,12 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--steps", type=int, default=50, help="inversion and sampling steps")
     parser.add_argument("--seed", type=int, default=0, help="which toy sources")
     parser.add_argument(
+        "--set",
+        choices=sorted(TOY_SETS),
+        help="a fixed pair set instead of --seed: dev (tune on it) or held-out (report on it; "
+        f"seeds {', '.join(f'{k}={v}' for k, v in TOY_SETS.items())})",
+    )
+    parser.add_argument(
         "--keep-background",
         action="store_true",
         help="targets change the subject colour only (default: colour and background)",
@@ -80,18 +93,26 @@ def run_demo(args: argparse.Namespace) -> int:
     methods = parse_methods(args.methods)
     editor = PnPEditor.from_pretrained(ModelConfig(model=args.model, device=args.device))
     editor.set_progress_bar_config(disable=True)
-    pairs = toy_pairs(args.pairs, args.seed, change_background=not args.keep_background)
+    seed = TOY_SETS[args.set] if args.set else args.seed
+    pairs = toy_pairs(args.pairs, seed, change_background=not args.keep_background)
     started = time.perf_counter()
     rows, outputs = run_toy_comparison(editor, pairs, methods, args.steps)
+    rows = toy_summary(rows)
     out = Path(args.out)
     save_png(comparison_grid(pairs, outputs), out / "grid.png")
-    table = metrics_markdown(rows, len(pairs))
+    targets = "colour" if args.keep_background else "colour and background"
+    where = f"set {args.set}" if args.set else f"seed {seed}"
+    table = metrics_markdown(
+        rows, len(pairs), f" ({where}, targets: {targets}, {args.steps} steps)"
+    )
     atomic_write(out / "metrics.md", lambda tmp: tmp.write_text(table))
     save_json(
         {
             "model": args.model,
             "pairs": len(pairs),
-            "targets": "colour" if args.keep_background else "colour and background",
+            "set": args.set,
+            "seed": seed,
+            "targets": targets,
             "steps": args.steps,
             "methods": rows,
             "seconds": time.perf_counter() - started,
