@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import multiprocessing
+import os
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
+from safetensors import safe_open
 
+from pnpsam.api import PnPEditor
 from pnpsam.cli import main
-from pnpsam.config import EditConfig, apply_preset
+from pnpsam.config import EditConfig, InversionConfig, PreprocessConfig, apply_preset
+from pnpsam.store import CacheWarning, InversionCache, InversionKey, InversionStore
 
 
 @pytest.mark.parametrize("steps", [20, 30])
@@ -17,10 +25,10 @@ def test_inversion_steps_follow_the_sampling_steps(
     tiny_model_dir: Path, photo: Image.Image, tmp_path: Path, steps: int
 ) -> None:
     image = tmp_path / "photo.png"
-    photo.resize((32, 32)).save(image)
+    photo.resize((16, 16)).save(image)
     out = tmp_path / "out"
     args = ["edit", str(image), "--prompt", "a red robot", "--out", str(out), "--quiet"]
-    common = ["--model", str(tiny_model_dir), "--device", "cpu", "--size", "32"]
+    common = ["--model", str(tiny_model_dir), "--device", "cpu", "--size", "16"]
     assert main([*args, *common, "--steps", str(steps)]) == 0
     record = json.loads((out / "photo.json").read_text())
     assert record["config"]["inversion"]["steps"] == steps  # the record keeps the number run
@@ -34,3 +42,135 @@ def test_presets_keep_the_ports_inversion_and_the_default_follows() -> None:
     cfg = EditConfig()
     cfg.pnp.steps = 20
     assert cfg.resolve_derived().inversion.steps == 20
+
+
+# -- the on-disk inversion cache ----------------------------------------------------------
+
+
+@pytest.fixture()
+def disk_editor(editor: PnPEditor, tmp_path: Path, monkeypatch) -> PnPEditor:
+    """The session editor with a fresh disk cache and no in-memory store (restored after)."""
+    monkeypatch.setattr(editor, "cache", InversionCache(tmp_path / "cache"))
+    monkeypatch.setattr(editor, "store", InversionStore(max_items=0))
+    return editor
+
+
+def _tiny_config(editor: PnPEditor) -> EditConfig:
+    cfg = editor.default_config()
+    cfg.preprocess.size = 16
+    cfg.pnp.steps = 10
+    return cfg
+
+
+def test_cli_cached_reedit_costs_at_most_140_rows(
+    tiny_model_dir: Path, photo: Image.Image, tmp_path: Path
+) -> None:
+    image = tmp_path / "photo.png"
+    photo.resize((16, 16)).save(image)
+    common = ["--model", str(tiny_model_dir), "--device", "cpu", "--size", "16", "--quiet"]
+    common += ["--cache", str(tmp_path / "cache")]
+    records = []
+    for run, prompt in enumerate(["a red robot", "a blue dog"]):
+        out = tmp_path / f"out{run}"
+        assert main(["edit", str(image), "--prompt", prompt, "--out", str(out), *common]) == 0
+        records.append(json.loads((out / "photo.json").read_text()))
+    first, second = records
+    assert first["unet_evaluations"] == 50 + 40 + 100 and not first["inversion_cached"]
+    assert second["unet_evaluations"] == 40 + 100 <= 140 and second["inversion_cached"]
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # one entry, no temporaries
+
+
+def _corrupt(path: Path, how: str, cache: InversionCache, key: InversionKey) -> None:
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "garbage":
+        path.write_bytes(b"not a safetensors file at all")
+    elif how == "flipped byte":
+        path.write_bytes(data[:-9] + bytes([data[-9] ^ 0xFF]) + data[-8:])
+    else:
+        found = cache.get(key, FOUND_SHAPE[0], torch.float32)
+        assert found is not None
+        if how == "other key":
+            other = dataclasses.replace(key, image_sha256="0" * 64)
+            cache.put(other, found.clean, found.by_timestep, found.inversion_steps)
+            os.replace(cache.path(other), path)
+        elif how == "dtype":
+            halves = {t: x.half() for t, x in found.by_timestep.items()}
+            cache.put(key, found.clean.half(), halves, found.inversion_steps)
+        elif how == "shape":
+            crops = {t: x[..., :4] for t, x in found.by_timestep.items()}
+            cache.put(key, found.clean[..., :4], crops, found.inversion_steps)
+
+
+FOUND_SHAPE: list[tuple[int, ...]] = []
+BAD_ENTRIES = ["truncated", "garbage", "flipped byte", "other key", "dtype", "shape"]
+
+
+def test_bad_cache_entries_are_warned_recomputed_and_replaced(
+    disk_editor: PnPEditor, photo: Image.Image
+) -> None:
+    cfg = _tiny_config(disk_editor)
+    cache = disk_editor.cache
+    assert cache is not None
+    fresh = disk_editor.invert(photo, cfg)
+    assert fresh.unet_evaluations == 10 and not fresh.cached and fresh.key is not None
+    path = cache.path(fresh.key)
+    header = json.loads(safe_open(str(path), "pt").metadata()["pnpsam"])
+    assert header["key"] == json.loads(json.dumps(fresh.key.describe()))
+    FOUND_SHAPE[:] = [tuple(fresh.latents.clean.shape)]
+    for how in BAD_ENTRIES:
+        _corrupt(path, how, cache, fresh.key)
+        with pytest.warns(CacheWarning, match="recomputing and replacing"):
+            again = disk_editor.invert(photo, cfg)
+        assert again.unet_evaluations == 10 and not again.cached, how
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loaded = disk_editor.invert(photo, cfg)  # replaced: a valid entry again
+        assert loaded.cached and loaded.unet_evaluations == 0, how
+        for t, x in fresh.latents.by_timestep.items():
+            assert torch.equal(loaded.latents.at(t), x), how
+    assert cache.rejected == len(BAD_ENTRIES)
+
+
+def test_cached_and_fresh_inversions_edit_identically(
+    disk_editor: PnPEditor, photo: Image.Image
+) -> None:
+    cfg = _tiny_config(disk_editor)
+    fresh = disk_editor.edit(photo, "a red robot", cfg)
+    cached = disk_editor.edit(photo, "a red robot", cfg)
+    assert not fresh.inversion_cached and cached.inversion_cached
+    assert cached.unet_evaluations == fresh.unet_evaluations - 10
+    assert fresh.latents is not None and cached.latents is not None
+    assert torch.equal(fresh.latents, cached.latents)
+
+
+def _write_repeatedly(folder: Path, value: float) -> None:
+    """One writer process: put the same key 20 times with its own tensors."""
+    cache = InversionCache(folder)
+    for _ in range(20):
+        x = torch.full((1, 4, 64, 64), value)
+        cache.put(_writers_key(), x, {21: x + 1, 1: x + 2}, 10)
+
+
+def _writers_key() -> InversionKey:
+    return InversionKey.of("ab" * 32, PreprocessConfig(), InversionConfig(), {"id": "m"}, [21, 1])
+
+
+def test_two_processes_writing_one_key_leave_one_valid_entry(tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    fork = multiprocessing.get_context("fork")  # the parent's imports: no second torch start
+    writers = [fork.Process(target=_write_repeatedly, args=(folder, v)) for v in (1.0, 2.0)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+    assert [w.exitcode for w in writers] == [0, 0]
+    key = _writers_key()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = InversionCache(folder).get(key, (1, 4, 64, 64), torch.float32)
+    assert found is not None and found.inversion_steps == 10
+    value = float(found.clean[0, 0, 0, 0])
+    assert value in (1.0, 2.0) and torch.equal(found.by_timestep[1], found.clean + 2)
+    assert [p.name for p in folder.iterdir()] == [f"{key.digest}.safetensors"]

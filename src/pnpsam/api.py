@@ -8,8 +8,10 @@
 The inversion of an image depends only on (inverted pixels, preprocessing, inversion settings,
 model, sampling grid); ``editor.invert`` returns it as an object that any number of ``edit``
 calls reuse, and the editor keeps recent ones in an ``InversionStore`` (keyed by exactly those)
-so repeated edits of the same image skip it. ``EditResult.record()`` is the JSON record from
-which ``pnpsam edit --config`` reproduces the images.
+so repeated edits of the same image skip it. With ``cache_dir`` (or ``editor.cache =
+InversionCache(folder)``) inverted latents are also kept on disk, so a new process skips the
+inversion of a photo it has seen. ``EditResult.record()`` is the JSON record from which
+``pnpsam edit --config`` reproduces the images.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from pnpsam.imageio import load_image, pil_to_tensor_range, prepare_image, to_rg
 from pnpsam.masks import MaskMaker, SubjectMask, WeakenConfig, finish_mask
 from pnpsam.masks.weaken import restore_brightness, weaken_background
 from pnpsam.models.loading import load_stable_diffusion
-from pnpsam.store import InversionKey, InversionStore
+from pnpsam.store import InversionCache, InversionKey, InversionStore
 
 ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
 
@@ -70,7 +72,9 @@ class Inversion:
     image_sha256: str
     seconds: float
     unet_evaluations: int = 0  # UNet row-evaluations the inversion cost when it was made
-    reused: bool = False  # True when this object came from the editor's store
+    reused: bool = False  # True when this object came from the editor's store or disk cache
+    cached: bool = False  # True when its latents were read from the on-disk cache
+    key: InversionKey | None = None  # what it depends on (``PnPEditor.inversion_key``)
 
 
 @dataclass
@@ -91,6 +95,7 @@ class EditResult:
     # are included unless the inversion was reused (given, or found in the editor's store)
     unet_evaluations: int = 0
     inversion_reused: bool = False
+    inversion_cached: bool = False  # the inversion's latents were read from the disk cache
 
     def record(
         self,
@@ -118,6 +123,7 @@ class EditResult:
             "timings": {**(timings or {}), **self.timings},
             "unet_evaluations": self.unet_evaluations,
             "inversion_reused": self.inversion_reused,
+            "inversion_cached": self.inversion_cached,
         }
 
 
@@ -166,26 +172,37 @@ class PnPEditor:
         pipeline: PnPPipeline,
         model: ModelConfig,
         store: InversionStore[Inversion] | None = None,
+        cache: InversionCache | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.model = model
         self.masks = MaskMaker(pipeline.device)  # keeps SAM and its last image embedding
         # recent inversions by what they depend on; InversionStore(max_items=0) keeps none
         self.store: InversionStore[Inversion] = store if store is not None else InversionStore()
+        # inverted latents on disk, shared by processes; None = no disk cache
+        self.cache: InversionCache | None = cache
         self._img2img: Any = None  # diffusers img2img on the same modules, made by ``sdedit``
 
     @classmethod
     def from_pretrained(
-        cls, model: str | ModelConfig = DEFAULT_MODEL_ID, **model_options: Any
+        cls,
+        model: str | ModelConfig = DEFAULT_MODEL_ID,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        **model_options: Any,
     ) -> PnPEditor:
         """Load a checkpoint: hub id, diffusers folder or .safetensors file.
 
-        ``model_options`` are ``ModelConfig`` fields: device, dtype, cpu_offload, revision,
-        allow_pickle, single_file_config.
+        ``cache_dir``: a folder for the on-disk inversion cache (``InversionCache``; created
+        when first written), shared by processes and runs: a photo inverted once is not
+        inverted again with the same model and settings. ``model_options`` are
+        ``ModelConfig`` fields: device, dtype, cpu_offload, revision, allow_pickle,
+        single_file_config.
         """
         cfg = model if isinstance(model, ModelConfig) else ModelConfig(model=model, **model_options)
+        cache = InversionCache(cache_dir) if cache_dir is not None else None
         sd, device = load_stable_diffusion(cfg)
-        return cls(PnPPipeline(sd, device), cfg)
+        return cls(PnPPipeline(sd, device), cfg, cache=cache)
 
     @property
     def device(self) -> torch.device:
@@ -296,11 +313,18 @@ class PnPEditor:
                 subject=subject,
                 weaken=dataclasses.replace(cfg.weaken),
                 reused=True,
+                cached=False,
             )
         start = time.perf_counter()
-        tensor = torch.from_numpy(pil_to_tensor_range(inverted_image))
-        with self.pipeline.count_unet_rows() as counted:
-            latents = self.pipeline.invert(tensor, cfg.inversion, cfg.pnp.steps)
+        latents = self._from_disk(key, inverted_image, cfg)
+        rows = 0
+        if latents is None:
+            tensor = torch.from_numpy(pil_to_tensor_range(inverted_image))
+            with self.pipeline.count_unet_rows() as counted:
+                latents = self.pipeline.invert(tensor, cfg.inversion, cfg.pnp.steps)
+            rows = counted.rows
+            if self.cache is not None:
+                self.cache.put(key, latents.clean, latents.by_timestep, latents.inversion_steps)
         inversion = Inversion(
             image=prepared,
             inverted_image=inverted_image,
@@ -312,10 +336,32 @@ class PnPEditor:
             sampling_steps=cfg.pnp.steps,
             image_sha256=sha,
             seconds=time.perf_counter() - start,
-            unet_evaluations=counted.rows,
+            unet_evaluations=rows,
+            reused=rows == 0,
+            cached=rows == 0,
+            key=key,
         )
-        self.store.put(key, inversion)
+        self.store.put(key, dataclasses.replace(inversion, reused=False, cached=False))
         return inversion
+
+    def _from_disk(
+        self, key: InversionKey, inverted_image: Image.Image, cfg: EditConfig
+    ) -> InvertedLatents | None:
+        """The inverted latents of ``key`` from the disk cache, or None (absent or unusable)."""
+        if self.cache is None:
+            return None
+        shape = self.pipeline.latent_shape(inverted_image.height, inverted_image.width)
+        found = self.cache.get(key, shape, self.pipeline.dtype)
+        if found is None:
+            return None
+        device = self.pipeline.device
+        return InvertedLatents(
+            clean=found.clean.to(device),
+            by_timestep={t: x.to(device) for t, x in found.by_timestep.items()},
+            inversion_steps=found.inversion_steps,
+            # the text embedding is recomputed (one text-encoder pass), not stored
+            source_embedding=self.pipeline.encode_text([cfg.inversion.prompt]),
+        )
 
     def edit(
         self,
@@ -393,6 +439,7 @@ class PnPEditor:
             device=str(self.pipeline.device),
             unet_evaluations=counted.rows + (0 if reused else inversion.unet_evaluations),
             inversion_reused=reused,
+            inversion_cached=inversion.cached,
         )
 
     def sdedit(

@@ -4,21 +4,29 @@ A DDIM inversion depends only on the inverted pixels (which already carry the pr
 the background weakening and the subject mask that weakening used), the model (id, revision,
 resolved weights, dtype, device), the inversion settings and the sampling grid it is read at.
 ``InversionKey`` digests exactly those; two edits with the same key can share one inversion.
-The store is the seam for the on-disk cache and the web app: they look up and add by key.
+``InversionStore`` keeps recent ones in memory; ``InversionCache`` keeps their latents on disk
+(safetensors, never pickle) so that another process skips the inversion too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from pnpsam.config import ConfigError, InversionConfig, PreprocessConfig
+from pnpsam.imageio import atomic_write
 
 T = TypeVar("T")
 
@@ -145,3 +153,171 @@ class InversionStore(Generic[T]):
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+class CacheWarning(UserWarning):
+    """An on-disk cache entry was unusable (it is recomputed and replaced) or not written."""
+
+
+class _BadEntry(Exception):
+    """Why a cache file cannot be used (internal: turned into a ``CacheWarning``)."""
+
+
+@dataclass(frozen=True)
+class CachedLatents:
+    """The tensors of one cached inversion, checked against the key (CPU tensors).
+
+    ``clean``: (1, C, h, w) latent of the inverted image; ``by_timestep``: timestep -> (1, C, h,
+    w) inverted x_t at every timestep of the key's sampling grid.
+    """
+
+    clean: torch.Tensor
+    by_timestep: dict[int, torch.Tensor]
+    inversion_steps: int
+
+
+class InversionCache:
+    """Inversions on disk: one safetensors file per ``InversionKey`` digest in ``directory``.
+
+    >>> editor = PnPEditor.from_pretrained(model, cache_dir="~/.cache/pnpsam")  # or:
+    >>> editor.cache = InversionCache("~/.cache/pnpsam")
+
+    A file ``<digest>.safetensors`` holds ``clean`` and ``x_t/<timestep>`` tensors in the model's
+    dtype, and a JSON header in the safetensors metadata (``"pnpsam"``) stating the format, the
+    whole key (``InversionKey.describe()``), the inversion steps, each tensor's shape and dtype,
+    and a SHA-256 of the tensor bytes. Reading checks all of it: a truncated, corrupted or
+    mismatched file (size, header, key, dtype, shape, data digest) gives a ``CacheWarning`` and
+    a miss — the caller recomputes and ``put`` replaces the file; it is never used silently.
+    Writes go to a temporary file renamed into place, so readers and concurrent writers of one
+    key only ever see whole files (the last rename wins; every candidate is valid). A failed
+    write (read-only folder, disk full) warns and is otherwise ignored: the cache only saves
+    time. Source features are never written (hundreds of MB per photo at 512 px).
+    """
+
+    FORMAT = "pnpsam-inversion/1"
+    SUFFIX = ".safetensors"
+    STALE_SECONDS = 3600.0  # temporaries older than this were left by a killed writer
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory).expanduser()
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ConfigError(f"cache directory {str(self.directory)!r} is not a folder")
+        self.hits = 0
+        self.misses = 0
+        self.rejected = 0  # unusable entries seen (each also warned)
+        self._remove_stale_temporaries()
+
+    def path(self, key: InversionKey) -> Path:
+        return self.directory / f"{key.digest}{self.SUFFIX}"
+
+    def get(
+        self, key: InversionKey, shape: Sequence[int], dtype: torch.dtype
+    ) -> CachedLatents | None:
+        """The cached latents of ``key`` if a valid entry exists, else None (warned if bad).
+
+        ``shape`` (1, C, h, w) and ``dtype`` are what the loaded model produces for this key.
+        """
+        path = self.path(key)
+        if not path.is_file():
+            self.misses += 1
+            return None
+        try:
+            found = self._read(path, key, tuple(int(n) for n in shape), dtype)
+        except _BadEntry as bad:
+            self.misses += 1
+            self.rejected += 1
+            warnings.warn(
+                f"inversion cache entry {path} is unusable ({bad}); recomputing and replacing it",
+                CacheWarning,
+                stacklevel=2,
+            )
+            return None
+        self.hits += 1
+        return found
+
+    def put(
+        self,
+        key: InversionKey,
+        clean: torch.Tensor,
+        by_timestep: Mapping[int, torch.Tensor],
+        inversion_steps: int,
+    ) -> None:
+        """Write (or replace) the entry of ``key`` atomically; failures only warn."""
+        tensors = {"clean": clean, **{f"x_t/{int(t)}": x for t, x in by_timestep.items()}}
+        tensors = {name: x.detach().to("cpu").contiguous() for name, x in tensors.items()}
+        header = {
+            "format": self.FORMAT,
+            "key": key.describe(),
+            "digest": key.digest,
+            "inversion_steps": int(inversion_steps),
+            "tensors": {n: [str(x.dtype), list(x.shape)] for n, x in sorted(tensors.items())},
+            "data_sha256": _data_digest(tensors),
+        }
+        metadata = {"pnpsam": json.dumps(header, sort_keys=True, default=str)}
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path(key), lambda tmp: save_file(tensors, str(tmp), metadata))
+        except OSError as err:
+            warnings.warn(
+                f"could not write inversion cache entry in {str(self.directory)!r}: {err}",
+                CacheWarning,
+                stacklevel=2,
+            )
+
+    # -- checks --------------------------------------------------------------------------
+    def _read(
+        self, path: Path, key: InversionKey, shape: tuple[int, ...], dtype: torch.dtype
+    ) -> CachedLatents:
+        try:
+            with safe_open(str(path), framework="pt") as file:
+                metadata = file.metadata() or {}
+                tensors = {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118
+        except Exception as err:  # safetensors raises its own error type for bad files
+            raise _BadEntry(f"not a readable safetensors file: {err}") from None
+        try:
+            header = json.loads(metadata["pnpsam"])
+            if not isinstance(header, dict):
+                raise ValueError("not an object")
+        except (KeyError, ValueError) as err:
+            raise _BadEntry(f"no valid pnpsam header: {err}") from None
+        if header.get("format") != self.FORMAT:
+            raise _BadEntry(f"format {header.get('format')!r}, expected {self.FORMAT!r}")
+        if header.get("digest") != key.digest or header.get("key") != _plain(key.describe()):
+            raise _BadEntry("its header states another key")
+        expected = {"clean"} | {f"x_t/{t}" for t in key.timesteps}
+        if set(tensors) != expected:
+            missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+            raise _BadEntry(f"tensors missing {missing[:3]}, unexpected {extra[:3]}")
+        for name, tensor in tensors.items():
+            if tensor.dtype != dtype:
+                raise _BadEntry(f"{name} is {tensor.dtype}, the model makes {dtype}")
+            if tuple(tensor.shape) != shape:
+                raise _BadEntry(f"{name} has shape {tuple(tensor.shape)}, expected {shape}")
+        if header.get("data_sha256") != _data_digest(tensors):
+            raise _BadEntry("tensor data does not match the digest in its header (corrupted)")
+        steps = header.get("inversion_steps")
+        if not isinstance(steps, int):
+            raise _BadEntry(f"inversion_steps {steps!r} is not an integer")
+        by_timestep = {t: tensors[f"x_t/{t}"] for t in key.timesteps}
+        return CachedLatents(tensors["clean"], by_timestep, steps)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete temporaries (``.<name>.XXXX.safetensors``) a killed writer left behind."""
+        if not self.directory.is_dir():
+            return
+        now = time.time()
+        for tmp in self.directory.glob(f".*{self.SUFFIX}"):
+            try:
+                if now - tmp.stat().st_mtime > self.STALE_SECONDS:
+                    tmp.unlink()
+            except OSError:
+                pass  # another process removed or renamed it first
+
+
+def _data_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' names and raw bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -44,6 +44,12 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "--overwrite", action="store_true", help="replace existing outputs of the same name"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="keep inverted latents in DIR (safetensors): a later edit of the same photo with "
+        "the same model and inversion settings skips the inversion (default: no cache)",
+    )
     add_options(parser, OPTIONS)
     parser.set_defaults(run=run_edit)
     return parser
@@ -99,7 +105,7 @@ def run_edit(args: argparse.Namespace) -> int:
         )
     picture = load_image(image, cfg.preprocess.max_input_pixels)  # fail before loading a model
     started = time.perf_counter()
-    editor = PnPEditor.from_pretrained(cfg.model)
+    editor = PnPEditor.from_pretrained(cfg.model, cache_dir=args.cache)
     if args.quiet:
         editor.set_progress_bar_config(disable=True)
     loaded = time.perf_counter()

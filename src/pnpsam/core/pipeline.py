@@ -73,6 +73,11 @@ class PnPPipeline:
         """The image side the checkpoint was trained at (512 for SD 1.5, 768 for SD 2.1)."""
         return int(self.unet.config.sample_size) * self.vae_scale_factor
 
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(1, C, h, w): the shape of the latent of one (H, W) image."""
+        factor = self.vae_scale_factor
+        return (1, int(self.vae.config.latent_channels), height // factor, width // factor)
+
     @contextmanager
     def count_unet_rows(self) -> Iterator[RowCounter]:
         """Count the UNet's row-evaluations inside the block (a removable forward pre-hook)."""
