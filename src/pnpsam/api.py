@@ -17,7 +17,6 @@ inversion of a photo it has seen. ``EditResult.record()`` is the JSON record fro
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import re
 import time
@@ -43,13 +42,19 @@ from pnpsam.config import (
 from pnpsam.core.inversion import InvertedLatents
 from pnpsam.core.pipeline import PnPPipeline
 from pnpsam.core.sampling import SamplingCallback
-from pnpsam.imageio import load_image, pil_to_tensor_range, prepare_image, to_rgb
+from pnpsam.imageio import (
+    ImageInput,
+    as_rgb_image,
+    from_float_array,
+    image_digest,
+    pil_to_tensor_range,
+    prepare_image,
+    to_float_array,
+)
 from pnpsam.masks import MaskMaker, SubjectMask, WeakenConfig, finish_mask
 from pnpsam.masks.weaken import restore_brightness, weaken_background
 from pnpsam.models.loading import load_stable_diffusion
 from pnpsam.store import InversionCache, InversionKey, InversionStore
-
-ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
 
 
 @dataclass
@@ -136,32 +141,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[package] = "not installed"
     return found
-
-
-def _sha256_of(image: Image.Image) -> str:
-    digest = hashlib.sha256(f"{image.size}".encode())
-    digest.update(image.tobytes())
-    return digest.hexdigest()
-
-
-def _as_pil(image: ImageInput, max_pixels: int) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return to_rgb(image)
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3):
-            raise ValueError(
-                f"array images must be HxW or HxWxC uint8; got {image.dtype} {image.shape}"
-            )
-        return to_rgb(Image.fromarray(image))
-    return load_image(image, max_pixels)
-
-
-def _to_float(image: Image.Image) -> np.ndarray:
-    return np.asarray(image, dtype=np.float32) / 255.0
-
-
-def _to_pil(array: np.ndarray) -> Image.Image:
-    return Image.fromarray((np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8))
 
 
 class PnPEditor:
@@ -288,7 +267,7 @@ class PnPEditor:
         background is weakened in pixels before inversion (the report's scheme 3).
         """
         cfg = self.resolve(config or EditConfig()).resolve_derived()
-        original = _as_pil(image, cfg.preprocess.max_input_pixels)
+        original = as_rgb_image(image, cfg.preprocess.max_input_pixels)
         prepared = self.prepare(original, cfg.preprocess)
         subject = self.subject_mask(original, cfg, mask)
         if subject is None and cfg.weaken.background != "keep":
@@ -299,10 +278,10 @@ class PnPEditor:
         inverted_image = prepared
         if subject is not None and subject.usable and cfg.weaken.background != "keep":
             weakened = weaken_background(
-                _to_float(prepared), subject.mask, cfg.weaken.background, cfg.weaken.dim_factor
+                to_float_array(prepared), subject.mask, cfg.weaken.background, cfg.weaken.dim_factor
             )
-            inverted_image = _to_pil(weakened)
-        sha = _sha256_of(inverted_image)
+            inverted_image = from_float_array(weakened)
+        sha = image_digest(inverted_image)
         key = self.inversion_key(sha, cfg)
         stored = self.store.get(key)
         if stored is not None:
@@ -416,14 +395,14 @@ class PnPEditor:
                         subject.mask,
                         cfg.weaken.restore,
                         cfg.weaken.dim_factor,
-                        source=_to_float(inversion.image),
+                        source=to_float_array(inversion.image),
                     )
                     for x in pixels
                 ]
             )
         decoded = time.perf_counter()
         return EditResult(
-            images=[_to_pil(x) for x in pixels],
+            images=[from_float_array(x) for x in pixels],
             prompts=prompts,
             config=cfg,
             source=inversion.image,
@@ -460,7 +439,7 @@ class PnPEditor:
         cfg = self.resolve(config or EditConfig())
         if not 0.0 < strength <= 1.0:
             raise ConfigError(f"sdedit strength must be in (0, 1]; got {strength!r}")
-        source = self.prepare(_as_pil(image, cfg.preprocess.max_input_pixels), cfg.preprocess)
+        source = self.prepare(as_rgb_image(image, cfg.preprocess.max_input_pixels), cfg.preprocess)
         if self._img2img is None:  # built once; shares the editor's modules
             self._img2img = StableDiffusionImg2ImgPipeline.from_pipe(self.pipeline.sd)
             self._img2img.set_progress_bar_config(disable=True)
@@ -484,7 +463,7 @@ class PnPEditor:
             config=cfg,
             source=source,
             timings={"sampling_s": time.perf_counter() - start},
-            image_sha256=_sha256_of(source),
+            image_sha256=image_digest(source),
             model=self.model_info(),
             device=str(device),
             unet_evaluations=counted.rows,

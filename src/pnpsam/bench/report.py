@@ -13,14 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
 from scipy import stats
 
 # Column order of the tables, and the scale PIE-Bench prints each metric at.
@@ -258,35 +256,3 @@ def tradeoff_plot(summaries: Sequence[MethodSummary], path: Path) -> bool:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
-
-
-def image_grid(
-    rows: Sequence[Sequence[Image.Image | None]],
-    column_titles: Sequence[str],
-    row_titles: Sequence[str],
-    cell: int = 128,
-) -> Image.Image:
-    """A labelled grid; each image scaled to fit a ``cell`` x ``cell`` square (None = grey)."""
-    title_h, label_w = 40, 120
-    font = ImageFont.load_default(size=11)
-    grid = Image.new(
-        "RGB", (label_w + cell * len(column_titles), title_h + cell * len(rows)), "white"
-    )
-    draw = ImageDraw.Draw(grid)
-    for c, title in enumerate(column_titles):
-        # Long method specs wrap onto two lines at their ':' separators where possible.
-        lines = textwrap.wrap(title.replace(":", ": "), width=cell // 6)[:2]
-        draw.multiline_text((label_w + c * cell + 3, 4), "\n".join(lines), fill="black", font=font)
-    for r, (title, images) in enumerate(zip(row_titles, rows, strict=True)):
-        top = title_h + r * cell
-        draw.text((3, top + cell // 2 - 6), title[:20], fill="black", font=font)
-        for c, image in enumerate(images):
-            left = label_w + c * cell
-            if image is None:
-                draw.rectangle([left, top, left + cell - 1, top + cell - 1], fill=(200, 200, 200))
-                continue
-            # Small model outputs are enlarged with NEAREST so their pixels stay visible.
-            resample = Image.Resampling.NEAREST if image.width < cell else Image.Resampling.LANCZOS
-            thumb = ImageOps.contain(image.convert("RGB"), (cell - 2, cell - 2), resample)
-            grid.paste(thumb, (left + (cell - thumb.width) // 2, top + (cell - thumb.height) // 2))
-    return grid

@@ -41,14 +41,13 @@ from pnpsam.bench.methods import MethodSpec, item_mask_config, run_method
 from pnpsam.bench.report import (
     MethodSummary,
     csv_table,
-    image_grid,
     latest_rows,
     markdown_table,
     summarize,
     tradeoff_plot,
 )
 from pnpsam.config import EditConfig
-from pnpsam.imageio import atomic_write, load_image, save_json, save_png
+from pnpsam.imageio import atomic_write, labelled_grid, load_image, save_json, save_png
 from pnpsam.masks.ops import resize_mask
 from pnpsam.metrics import EditMetrics
 from pnpsam.paths import inside, safe_name
@@ -310,7 +309,7 @@ class BenchmarkRunner:
             files["tradeoff.png"] = plot
         shown = list(items[: self.grid_items])
         if shown:
-            grid = image_grid(
+            grid = labelled_grid(
                 [
                     [_open(self.image_path(None, item))]
                     + [_open(self.image_path(spec, item, 0)) for spec in methods]

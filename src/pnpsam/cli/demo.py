@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from pnpsam.api import PnPEditor
 from pnpsam.bench.methods import parse_methods
@@ -25,7 +25,7 @@ from pnpsam.bench.toy import (
     toy_summary,
 )
 from pnpsam.config import ModelConfig
-from pnpsam.imageio import atomic_write, save_json, save_png
+from pnpsam.imageio import atomic_write, labelled_grid, save_json, save_png
 from pnpsam.toyworld.pairs import TOY_EDIT, TOY_MODEL, ToyPair, toy_pairs
 
 __all__ = ["DEMO_METHODS", "METHOD_NAMES", "TOY_MODEL", "add_demo_parser", "run_demo"]
@@ -35,23 +35,19 @@ def comparison_grid(
     pairs: Sequence[ToyPair], outputs: dict[str, list[np.ndarray]], scale: int = 2
 ) -> Image.Image:
     """Rows = pairs, columns = source then each method; labels above, prompts at the left."""
-    labels = ["source", *(METHOD_NAMES.get(k, k) for k in outputs)]
     side = pairs[0].image.shape[0] * scale
-    header, left = 28, 150
-    grid = Image.new("RGB", (left + side * len(labels), header + side * len(pairs)), "white")
-    draw = ImageDraw.Draw(grid)
-    for column, label in enumerate(labels):
-        x = left + column * side + 2
-        draw.text((x, 2), label[:22], fill="black")
-    for row, pair in enumerate(pairs):
-        y = header + row * side
-        draw.text((2, y + 4), pair.source.caption, fill="gray")
-        draw.text((2, y + 20), "-> " + pair.target.caption, fill="black")
-        tiles = [pair.image, *(images[row] for images in outputs.values())]
-        for column, tile in enumerate(tiles):
-            picture = Image.fromarray(tile).resize((side, side), Image.Resampling.NEAREST)
-            grid.paste(picture, (left + column * side, y))
-    return grid
+    tiles = [
+        [pair.image, *(images[row] for images in outputs.values())]
+        for row, pair in enumerate(pairs)
+    ]
+    rows = [[Image.fromarray(tile) for tile in row_tiles] for row_tiles in tiles]
+    return labelled_grid(
+        rows,
+        ["source", *(METHOD_NAMES.get(k, k) for k in outputs)],
+        [f"{pair.source.caption}\n-> {pair.target.caption}" for pair in pairs],
+        cell=side + 2,  # the 1-pixel gutter keeps the enlargement an exact ``scale``
+        label_width=150,
+    )
 
 
 def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

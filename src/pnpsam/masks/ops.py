@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from pnpsam.imageio import check_rgb_uint8
 from pnpsam.masks.config import Box, Point
 
 
@@ -41,14 +42,6 @@ def as_mask(mask: np.ndarray, name: str = "mask") -> np.ndarray:
     if low < 0.0 or high > 1.0:
         raise ValueError(f"{name} values must be in [0, 1], got range [{low}, {high}]")
     return out
-
-
-def as_rgb_image(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """Check that ``image`` is ``HxWx3 uint8`` RGB and return it as an array."""
-    pixels = np.asarray(image)
-    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
-        raise ValueError(f"{name} must be HxWx3 uint8 RGB, got shape {pixels.shape} {pixels.dtype}")
-    return pixels
 
 
 def _elliptical_kernel(radius_px: int) -> np.ndarray:
@@ -232,7 +225,7 @@ def overlay_mask(
     Positive clicks are green discs, negative ones red, the box is drawn in yellow.
     Returns a new ``HxWx3 uint8`` RGB image.
     """
-    rgb = as_rgb_image(image)
+    rgb = check_rgb_uint8(image)
     weights = as_mask(mask)
     if weights.shape != rgb.shape[:2]:
         raise ValueError(f"mask shape {weights.shape} differs from image size {rgb.shape[:2]}")

@@ -27,9 +27,9 @@ from transformers import (
     SamProcessor,
 )
 
+from pnpsam.imageio import check_rgb_uint8
 from pnpsam.masks.config import Box, Point, validate_prompts
 from pnpsam.masks.hub import load_checked
-from pnpsam.masks.ops import as_rgb_image
 
 SAM_MODEL_CLASSES: dict[str, tuple[type[PreTrainedModel], type[ProcessorMixin]]] = {
     "sam": (SamModel, SamProcessor),
@@ -147,7 +147,7 @@ class SamPointSegmenter:
     @torch.inference_mode()
     def set_image(self, image: np.ndarray) -> None:
         """Encode an ``HxWx3 uint8`` RGB image once; later predictions reuse the embedding."""
-        pixels = as_rgb_image(image)
+        pixels = check_rgb_uint8(image)
         inputs = self.processor(images=pixels, return_tensors="pt")
         pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
         self._embeddings = self.model.get_image_embeddings(pixel_values)

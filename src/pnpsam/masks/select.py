@@ -11,7 +11,6 @@ and the coverage check.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -20,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from pnpsam.imageio import check_rgb_uint8, image_digest
 from pnpsam.masks.config import Box, MaskConfig, MaskMethod, Point
 from pnpsam.masks.files import load_mask_file
 from pnpsam.masks.grabcut import grabcut_from_prompts
 from pnpsam.masks.ops import (
-    as_rgb_image,
     check_mask_coverage,
     feather_mask,
     fill_mask_holes,
@@ -75,11 +74,6 @@ class SubjectMask:
         }
 
 
-def _image_key(image: np.ndarray) -> str:
-    """Identity of an image's pixels, to know when SAM's cached embedding is still valid."""
-    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape)
-
-
 class MaskMaker:
     """Makes subject masks per config; caches loaded models and the last SAM image embedding."""
 
@@ -114,7 +108,7 @@ class MaskMaker:
 
     def _sam_on_image(self, model_id: str, image: np.ndarray) -> SamPointSegmenter:
         segmenter = self.sam(model_id)
-        key = _image_key(image)
+        key = image_digest(image)
         if not segmenter.is_image_set or self._sam_image_key.get(model_id) != key:
             segmenter.set_image(image)
             self._sam_image_key[model_id] = key
@@ -128,7 +122,7 @@ class MaskMaker:
         :class:`~pnpsam.masks.ops.MaskCoverageError` for an all-subject mask; an empty mask
         warns and comes back with ``usable=False``.
         """
-        pixels = as_rgb_image(image)
+        pixels = check_rgb_uint8(image)
         height, width = pixels.shape[:2]
         cfg.validate(height, width)
         if not cfg.has_source:

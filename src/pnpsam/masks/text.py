@@ -27,9 +27,10 @@ from transformers import (
     GroundingDinoProcessor,
 )
 
+from pnpsam.imageio import check_rgb_uint8
 from pnpsam.masks.config import Box, Point
 from pnpsam.masks.hub import load_checked
-from pnpsam.masks.ops import as_mask, as_rgb_image, largest_component, resize_mask
+from pnpsam.masks.ops import as_mask, largest_component, resize_mask
 
 TEXT_MODEL_CLASSES: dict[str, tuple[Any, Any]] = {
     "clipseg": (CLIPSegForImageSegmentation, CLIPSegProcessor),
@@ -73,7 +74,7 @@ class TextSegmenter(_TextModel):
     def probability_map(self, image: np.ndarray, text: str) -> np.ndarray:
         """``HxW float32`` in [0, 1]: how likely each pixel of ``image`` (``HxWx3 uint8`` RGB)
         belongs to what ``text`` names, upsampled to the image size."""
-        pixels = as_rgb_image(image)
+        pixels = check_rgb_uint8(image)
         logits = self.model(**self._inputs(pixels, _check_text(text))).logits.float().cpu()
         probability = torch.sigmoid(logits.reshape(logits.shape[-2:])).numpy()
         return resize_mask(probability, *pixels.shape[:2])
@@ -98,7 +99,7 @@ class TextBoxDetector(_TextModel):
     def detect(self, image: np.ndarray, text: str) -> list[Detection]:
         """All of the model's boxes for ``text`` on ``image`` (``HxWx3 uint8`` RGB), clipped to
         the image, degenerate ones dropped, sorted by score (highest first)."""
-        pixels = as_rgb_image(image)
+        pixels = check_rgb_uint8(image)
         height, width = pixels.shape[:2]
         # Grounding DINO expects lower-case phrases that end with a period.
         query = _check_text(text).lower().rstrip(".") + "."

@@ -12,25 +12,15 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from pnpsam.imageio import check_rgb_float
 from pnpsam.masks.config import BACKGROUND_MODES, RESTORE_MODES, BackgroundMode, RestoreMode
 from pnpsam.masks.ops import as_mask
 
 _EPS = 1e-6
 
 
-def _check_image(image: np.ndarray, name: str) -> np.ndarray:
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"{name} must be HxWx3 RGB, got shape {array.shape}")
-    out = array.astype(np.float32)
-    low, high = float(out.min()), float(out.max())
-    if low < 0.0 or high > 1.0:
-        raise ValueError(f"{name} values must be in [0, 1], got range [{low}, {high}]")
-    return out
-
-
 def _check_pair(image: np.ndarray, mask: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-    rgb = _check_image(image, name)
+    rgb = check_rgb_float(image, name)
     weights = as_mask(mask)
     if weights.shape != rgb.shape[:2]:
         raise ValueError(f"mask shape {weights.shape} differs from {name} size {rgb.shape[:2]}")
@@ -73,7 +63,7 @@ def weaken_background(
 
 def luminance(image: np.ndarray) -> np.ndarray:
     """Rec.601 luma ``HxW float32`` of an ``HxWx3 float32 [0, 1]`` RGB image."""
-    rgb = _check_image(image, "image")
+    rgb = check_rgb_float(image, "image")
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)[..., 0]
 
 

@@ -24,12 +24,13 @@ from collections.abc import Sequence
 import numpy as np
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from pnpsam.metrics.image_inputs import ImageInput, MaskInput, to_float_array, to_mask_array
+from pnpsam.imageio import PixelInput, to_float_array
+from pnpsam.metrics.image_inputs import MaskInput, to_mask_array
 
 SSIM_SIGMA = 1.5  # Gaussian window of Wang et al. 2004; truncated at 3.5 sigma -> 11 taps
 
 
-def outside_region(image: ImageInput, region: MaskInput | None) -> np.ndarray:
+def outside_region(image: PixelInput, region: MaskInput | None) -> np.ndarray:
     """``HxWx3`` float32 in [0, 1] times ``1 - region`` (``region`` ``HxW``, 1 = edited)."""
     array = to_float_array(image)
     if region is None:
@@ -37,20 +38,20 @@ def outside_region(image: ImageInput, region: MaskInput | None) -> np.ndarray:
     return array * (1.0 - to_mask_array(region, array.shape[:2]))[..., None]
 
 
-def _pair(source: ImageInput, output: ImageInput, edit_region: MaskInput | None):
+def _pair(source: PixelInput, output: PixelInput, edit_region: MaskInput | None):
     src, out = outside_region(source, edit_region), outside_region(output, edit_region)
     if src.shape != out.shape:
         raise ValueError(f"source shape {src.shape} and output shape {out.shape} differ")
     return src, out
 
 
-def mse(source: ImageInput, output: ImageInput, edit_region: MaskInput | None = None) -> float:
+def mse(source: PixelInput, output: PixelInput, edit_region: MaskInput | None = None) -> float:
     """Mean squared error over all pixels and channels, outside ``edit_region``."""
     src, out = _pair(source, output, edit_region)
     return float(mean_squared_error(src, out))
 
 
-def psnr(source: ImageInput, output: ImageInput, edit_region: MaskInput | None = None) -> float:
+def psnr(source: PixelInput, output: PixelInput, edit_region: MaskInput | None = None) -> float:
     """PSNR in dB (``data_range=1``) outside ``edit_region``; ``inf`` when identical there."""
     src, out = _pair(source, output, edit_region)
     if np.array_equal(src, out):
@@ -58,7 +59,7 @@ def psnr(source: ImageInput, output: ImageInput, edit_region: MaskInput | None =
     return float(peak_signal_noise_ratio(src, out, data_range=1.0))
 
 
-def ssim(source: ImageInput, output: ImageInput, edit_region: MaskInput | None = None) -> float:
+def ssim(source: PixelInput, output: PixelInput, edit_region: MaskInput | None = None) -> float:
     """SSIM in [-1, 1] (``data_range=1``, Gaussian sigma 1.5) outside ``edit_region``."""
     src, out = _pair(source, output, edit_region)
     return float(
@@ -75,8 +76,8 @@ def ssim(source: ImageInput, output: ImageInput, edit_region: MaskInput | None =
 
 
 def background_preservation(
-    sources: Sequence[ImageInput],
-    outputs: Sequence[ImageInput],
+    sources: Sequence[PixelInput],
+    outputs: Sequence[PixelInput],
     edit_regions: Sequence[MaskInput | None],
 ) -> dict[str, list[float]]:
     """PSNR, SSIM and MSE per pair outside each pair's edit region (``None`` = whole image)."""

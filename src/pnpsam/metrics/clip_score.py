@@ -21,13 +21,8 @@ import numpy as np
 import torch
 from transformers import CLIPModel, CLIPProcessor
 
-from pnpsam.metrics.image_inputs import (
-    ImageInput,
-    MaskInput,
-    move_to,
-    to_mask_array,
-    to_uint8_array,
-)
+from pnpsam.imageio import PixelInput, to_uint8_array
+from pnpsam.metrics.image_inputs import MaskInput, move_to, to_mask_array
 
 
 @dataclass(frozen=True)
@@ -45,7 +40,7 @@ def _pooled(features: object) -> torch.Tensor:
     return pooled
 
 
-def apply_region_uint8(image: ImageInput, region: MaskInput) -> np.ndarray:
+def apply_region_uint8(image: PixelInput, region: MaskInput) -> np.ndarray:
     """``HxWx3`` uint8 image with pixels outside ``region`` (``HxW``, 1 = keep) set to 0."""
     pixels = to_uint8_array(image)
     mask = to_mask_array(region, pixels.shape[:2])
@@ -86,7 +81,7 @@ class ClipScorer:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def image_embeddings(self, images: Sequence[ImageInput]) -> torch.Tensor:
+    def image_embeddings(self, images: Sequence[PixelInput]) -> torch.Tensor:
         """``B`` images -> ``BxD`` unit-norm image embeddings (float32)."""
         pixels = self.processor.image_processor(
             images=[to_uint8_array(image) for image in images], return_tensors="pt"
@@ -117,7 +112,7 @@ class ClipScorer:
 
     def __call__(
         self,
-        images: Sequence[ImageInput],
+        images: Sequence[PixelInput],
         texts: Sequence[str],
         regions: Sequence[MaskInput | None] | None = None,
     ) -> torch.Tensor:

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from transformers import AutoImageProcessor, AutoModel
 
+from pnpsam.imageio import PixelInput
 from pnpsam.metrics.background import outside_region
-from pnpsam.metrics.image_inputs import ImageInput, MaskInput, check_pairs, move_to
+from pnpsam.metrics.image_inputs import MaskInput, check_pairs, move_to
 
 LPIPS_NAME = "lpips"
 UNWEIGHTED_NAME = "lpips_unweighted"
@@ -150,8 +151,8 @@ class PerceptualDistance:
 
     def __call__(
         self,
-        sources: Sequence[ImageInput],
-        outputs: Sequence[ImageInput],
+        sources: Sequence[PixelInput],
+        outputs: Sequence[PixelInput],
         edit_regions: Sequence[MaskInput | None] | None = None,
     ) -> torch.Tensor:
         """Distance per pair, ``B`` float32 on CPU; 0 = identical (outside the edit regions)."""

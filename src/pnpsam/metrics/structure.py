@@ -34,14 +34,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoImageProcessor, ViTModel
 
-from pnpsam.metrics.image_inputs import (
-    ImageInput,
-    MaskInput,
-    check_pairs,
-    move_to,
-    to_float_array,
-    to_mask_array,
-)
+from pnpsam.imageio import PixelInput, to_float_array
+from pnpsam.metrics.image_inputs import MaskInput, check_pairs, move_to, to_mask_array
 
 # Submodule paths of the last block's key projection, newest transformers layout first.
 _KEY_PROJECTION_PATHS = (
@@ -133,7 +127,7 @@ class DinoStructureDistance:
     def device(self) -> torch.device:
         return self._mean.device
 
-    def preprocess(self, image: ImageInput, region: MaskInput | None = None) -> torch.Tensor:
+    def preprocess(self, image: PixelInput, region: MaskInput | None = None) -> torch.Tensor:
         """One image -> ``3xhxw`` normalised tensor (region applied as black outside)."""
         array = to_float_array(image)
         if region is not None:
@@ -182,8 +176,8 @@ class DinoStructureDistance:
 
     def __call__(
         self,
-        sources: Sequence[ImageInput],
-        outputs: Sequence[ImageInput],
+        sources: Sequence[PixelInput],
+        outputs: Sequence[PixelInput],
         regions: Sequence[MaskInput | None] | None = None,
     ) -> torch.Tensor:
         """Structure distance per pair, ``B`` float32 on CPU (NaN where a region is empty).

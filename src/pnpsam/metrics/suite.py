@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from pnpsam.imageio import PixelInput, to_float_array
 from pnpsam.metrics.background import mse, psnr, ssim
 from pnpsam.metrics.clip_score import ClipScoreConfig, ClipScorer
-from pnpsam.metrics.image_inputs import ImageInput, MaskInput, to_float_array, to_mask_array
+from pnpsam.metrics.image_inputs import MaskInput, to_mask_array
 from pnpsam.metrics.lpips import LpipsConfig, PerceptualDistance
 from pnpsam.metrics.structure import DinoStructureDistance, StructureDistanceConfig
 
@@ -83,8 +84,8 @@ class EditMetrics:
 
     def evaluate(
         self,
-        sources: Sequence[ImageInput],
-        outputs: Sequence[ImageInput],
+        sources: Sequence[PixelInput],
+        outputs: Sequence[PixelInput],
         target_prompts: Sequence[str],
         subject_masks: Sequence[MaskInput | None] | None = None,
         edit_masks: Sequence[MaskInput | None] | None = None,
@@ -137,7 +138,7 @@ class EditMetrics:
 
 
 def _normalised_masks(
-    masks: Sequence[MaskInput | None] | None, sources: Sequence[ImageInput], name: str
+    masks: Sequence[MaskInput | None] | None, sources: Sequence[PixelInput], name: str
 ) -> list[np.ndarray | None]:
     if masks is None:
         return [None] * len(sources)
