@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pnpsam.imageio import from_float_array
 from pnpsam.masks.config import MaskConfig
 from pnpsam.masks.ops import as_mask, mask_from_image_array, overlay_mask, resize_mask
 
@@ -53,8 +54,7 @@ def save_mask_png(path: str | Path, mask: np.ndarray) -> Path:
     with ``--mask``.
     """
     file = Path(path)
-    grey = np.round(as_mask(mask) * 255.0).astype(np.uint8)
-    Image.fromarray(grey).save(file)
+    from_float_array(as_mask(mask)).save(file)
     return file
 
 
