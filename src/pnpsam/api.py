@@ -254,8 +254,8 @@ class PnPEditor:
             raw = self.masks.make(pixels, cfg.mask)
         if raw is None:
             return None
-        as_image = Image.fromarray((raw.mask * 255).round().astype(np.uint8), mode="L")
-        resized = np.asarray(self.prepare(as_image, cfg.preprocess), np.float32) / 255.0
+        prepared = self.prepare(from_float_array(raw.mask), cfg.preprocess)  # mode "L"
+        resized = np.asarray(prepared, np.float32) / 255.0
         return dataclasses.replace(raw, mask=resized)
 
     def invert(
