@@ -11,8 +11,9 @@ import pytest
 from metrics_fixtures import photo, save_tiny_clip, save_tiny_dino, save_tiny_resnet
 from PIL import Image
 
-from pnpsam.bench import BenchmarkRunner, parse_methods, read_rows
+from pnpsam.bench import BenchmarkRunner, parse_methods, read_rows, run_item
 from pnpsam.bench.datasets import load_manifest
+from pnpsam.bench.methods import run_method
 from pnpsam.cli.bench import add_bench_parser
 from pnpsam.metrics import (
     ClipScoreConfig,
@@ -178,3 +179,67 @@ def test_cli_sweep_end_to_end(tiny_model_dir, metric_dirs, manifest, tmp_path, c
     rows = read_rows(tmp_path / "sweep" / "rows.jsonl")
     no_injection = [r["structure"] for r in rows if r["method"] == "pnp:pnp_f_t=0.0"]
     assert len(no_injection) == 3 and all(v >= 0 for v in no_injection)
+
+
+@pytest.fixture
+def subject_mask_calls(editor, monkeypatch):
+    """Every subject mask the editor makes (a spy on the real method, nothing replaced)."""
+    made = []
+    real = editor.subject_mask
+
+    def spy(*args, **kwargs):
+        subject = real(*args, **kwargs)
+        if subject is not None:  # None: no subject asked for (plain PnP)
+            made.append(subject)
+        return subject
+
+    monkeypatch.setattr(editor, "subject_mask", spy)
+    return made
+
+
+def test_run_item_returns_rows_and_images_and_writes_nothing(
+    editor, fast_config, manifest, subject_mask_calls, tmp_path, monkeypatch
+):
+    astronaut = load_manifest(manifest)[0]  # has a mask file, two prompts
+    monkeypatch.chdir(tmp_path / "img")
+    inputs = snapshot(tmp_path)
+    for spec in parse_methods("pnp-masked,pnp,sdedit"):
+        config = spec.edit_config(editor.resolve(fast_config))
+        subject_mask_calls.clear()
+        result = run_item(editor, astronaut, spec, config, "hash", metrics=None)
+        assert len(subject_mask_calls) == 1, spec.label  # made once: by the edit or for scores
+        edits = [f"images/{spec.slug}/astronaut_{k}.png" for k in (0, 1)]
+        assert list(result.images) == ["images/source/astronaut.png", *edits]
+        assert all(picture.size == (32, 32) for picture in result.images.values())
+        assert [row["image"] for row in result.rows] == edits and not result.failed
+        assert all(row["has_mask"] and row["settings"] == "hash" for row in result.rows)
+    assert snapshot(tmp_path) == inputs  # nothing written, not even next to the inputs
+
+
+def test_method_output_carries_the_mask_the_edit_used(
+    editor, fast_config, manifest, subject_mask_calls
+):
+    astronaut = load_manifest(manifest)[0]
+    image = Image.open(astronaut.image_path).convert("RGB")
+    mask = astronaut.load_mask().astype(np.float32)
+    masked, sdedit = parse_methods("pnp-masked,sdedit")
+    config = masked.edit_config(editor.resolve(fast_config))
+    output = run_method(masked, editor, image, mask, ["a cat"], config)
+    assert output.subject is subject_mask_calls[-1].mask  # the very mask, not a second one
+    assert output.subject.shape == (32, 32) and output.subject.dtype == np.float32
+    assert output.subject[16, 16] == 1.0 and output.subject[0, 0] == 0.0  # box 12..36 x 8..40
+    assert run_method(sdedit, editor, image, mask, ["a cat"], config).subject is None
+
+
+def test_run_item_captures_failures_as_rows(editor, fast_config, manifest):
+    _, cat, broken = load_manifest(manifest)
+    for item, spec, message in (
+        (broken, "pnp", "cannot read"),
+        (cat, "pnp-masked", "needs a subject mask"),
+    ):
+        (method,) = parse_methods(spec)
+        config = method.edit_config(editor.resolve(fast_config))
+        result = run_item(editor, item, method, config, "hash")
+        assert result.failed and result.images == {}
+        assert [(r["status"], r["prompt_index"]) for r in result.rows] == [("failed", 0)]
+        assert message in result.rows[0]["error"] and result.rows[0]["method"] == spec

@@ -18,13 +18,14 @@ from pnpsam.bench.methods import (
     sweep_methods,
 )
 from pnpsam.bench.report import Estimate, MethodSummary, mean_ci, summarize
-from pnpsam.bench.runner import BenchmarkRunner, BenchResult, read_rows
+from pnpsam.bench.runner import BenchmarkRunner, BenchResult, ItemResult, read_rows, run_item
 
 __all__ = [
     "METHODS",
     "BenchResult",
     "BenchmarkRunner",
     "Estimate",
+    "ItemResult",
     "MethodOutput",
     "MethodSpec",
     "MethodSpecError",
@@ -32,6 +33,7 @@ __all__ = [
     "mean_ci",
     "parse_methods",
     "read_rows",
+    "run_item",
     "summarize",
     "sweep_methods",
 ]

@@ -47,11 +47,17 @@ class MethodSpecError(ValueError):
 
 @dataclass
 class MethodOutput:
-    """What one method produced for one source image."""
+    """What one method produced for one source image.
+
+    ``subject`` is the subject mask the method used (``HxW float32`` in [0, 1] at the model input
+    size, 1 = subject), or None when it used none: every method without the mask, ``sdedit``, and
+    a mask-using method whose mask came out (almost) empty and so ran plain PnP.
+    """
 
     source: Image.Image  # the source at the model's input size (what metrics compare against)
     images: list[Image.Image]  # one per target prompt, same size as ``source``
     details: dict[str, Any] = field(default_factory=dict)  # JSON-ready extras for the row
+    subject: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -218,7 +224,8 @@ def run_method(
     """Run one method on one source image (``mask``: HxW at the image's size, or None).
 
     ``config`` is the method's resolved config; for mask-using methods its ``mask`` section
-    may carry the item's clicks. Other methods get neither the mask nor the clicks.
+    may carry the item's clicks. Other methods get neither the mask nor the clicks. A method
+    that uses the mask returns it in :attr:`MethodOutput.subject`.
     """
     info = spec.info
     if not info.uses_mask:
@@ -230,9 +237,11 @@ def run_method(
         return _run_sdedit(editor, image, prompts, config, spec.method_params())
     result = editor.edit(image, list(prompts), config, mask=mask)
     details: dict[str, Any] = {"timings": result.timings}
+    subject = None
     if result.subject is not None:
         details["mask_method"] = result.subject.method
-    return MethodOutput(result.source, result.images, details)
+        subject = result.subject.mask if result.subject.usable else None
+    return MethodOutput(result.source, result.images, details, subject)
 
 
 def _run_sdedit(

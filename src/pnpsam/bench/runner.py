@@ -18,6 +18,10 @@ prompts made with the same method and edit settings, and it is then skipped — 
 rows are never rewritten. A failing item (unreadable image, missing mask, ...) gets a ``failed``
 row with the error and the run goes on; a later run retries it only with ``retry_failed``
 (``--retry-failed``), appending new rows (the newest row per item and prompt counts).
+
+One (method, item) pair is :func:`run_item`: a pure function from the item to its rows and
+images that writes nothing, so a distributed engine can call it item by item; the runner
+writes its images atomically and appends its rows.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from pnpsam.metrics import EditMetrics
 from pnpsam.paths import inside, safe_name
 
 ROWS_FILE = "rows.jsonl"
+SOURCE_DIR = Path("images", "source")
 
 
 @dataclass
@@ -127,6 +132,129 @@ def item_mask(item: EditItem, image: Image.Image) -> np.ndarray | None:
     return resize_mask(mask.astype(np.float32), image.height, image.width)
 
 
+def image_relpath(spec: MethodSpec | None, item: EditItem, index: int = 0) -> Path:
+    """Where an image goes, relative to the output folder (``spec`` None: the item's source).
+
+    Ids and labels become safe names (``pnpsam.paths.safe_name``): one file-name component each.
+    """
+    name = safe_name(item.id)
+    if spec is None:
+        return SOURCE_DIR / f"{name}.png"
+    return Path("images", safe_name(spec.slug), f"{name}_{index}.png")
+
+
+@dataclass
+class ItemResult:
+    """What one method made of one item: its rows and its images, none of them written yet.
+
+    ``rows``: one per target prompt (``status`` ``ok``, or ``failed`` with the ``error``).
+    ``images``: path relative to the output folder (a row's ``image``) -> picture; the item's
+    source at the model input size comes first. Empty for a failed item.
+    """
+
+    rows: list[dict[str, Any]]
+    images: dict[str, Image.Image] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return any(row["status"] == "failed" for row in self.rows)
+
+
+def failed_rows(
+    item: EditItem, spec: MethodSpec, settings: str, error: BaseException
+) -> list[dict[str, Any]]:
+    """One ``failed`` row per target prompt, carrying the error's last line."""
+    detail = traceback.format_exception_only(type(error), error)[-1].strip()
+    return [
+        {
+            "method": spec.label,
+            "item": item.id,
+            "settings": settings,
+            "prompt_index": k,
+            "prompt": prompt,
+            "status": "failed",
+            "error": detail,
+        }
+        for k, prompt in enumerate(item.target_prompts)
+    ]
+
+
+def run_item(
+    editor: PnPEditor,
+    item: EditItem,
+    spec: MethodSpec,
+    config: EditConfig,
+    settings: str,
+    metrics: EditMetrics | None = None,
+) -> ItemResult:
+    """Run one method on one item and score it; writes no file (a worker can call it anywhere).
+
+    ``config``: the method's resolved config (``spec.edit_config(base)``); ``settings``: its
+    :func:`settings_hash`, stored in every row. A failure of any kind (unreadable image,
+    missing mask, ...) comes back as ``failed`` rows, never as an exception.
+    """
+    started = time.perf_counter()
+    try:
+        if item.image_path is None:
+            raise ValueError(
+                "generated sources (no image file) are not supported by the runner; "
+                "generate the image first and list it in a manifest"
+            )
+        config = EditConfig.from_dict(config.to_dict())
+        config.pnp.seed = item.seed
+        config.mask = item_mask_config(config.mask, item.points, item.point_labels, item.box)
+        image = load_image(item.image_path)
+        full_mask = item_mask(item, image)
+        output = run_method(spec, editor, image, full_mask, item.target_prompts, config)
+        seconds = time.perf_counter() - started
+        mask = output.subject
+        if not spec.info.uses_mask and (full_mask is not None or config.mask.has_source):
+            # The method ran without the subject; the split metrics still need it, made as the
+            # editor makes it, at the model input size.
+            subject = editor.subject_mask(image, config, full_mask)
+            mask = subject.mask if subject is not None and subject.usable else None
+        scores = score_edits(metrics, output.source, output.images, item.target_prompts, mask)
+    except Exception as error:  # a failed item is recorded and the run goes on
+        return ItemResult(failed_rows(item, spec, settings, error))
+    paths = [str(image_relpath(spec, item, k)) for k in range(len(output.images))]
+    images = {str(image_relpath(None, item)): output.source}
+    images.update(zip(paths, output.images, strict=True))
+    per_prompt = seconds / len(item.target_prompts)
+    rows = [
+        {
+            "method": spec.label,
+            "item": item.id,
+            "settings": settings,
+            "prompt_index": k,
+            "prompt": prompt,
+            "status": "ok",
+            "image": path,
+            "has_mask": mask is not None,
+            "seconds": per_prompt,
+            **row,
+        }
+        for k, (prompt, path, row) in enumerate(
+            zip(item.target_prompts, paths, scores, strict=True)
+        )
+    ]
+    return ItemResult(rows, images)
+
+
+def score_edits(
+    metrics: EditMetrics | None,
+    source: Image.Image,
+    outputs: Sequence[Image.Image],
+    prompts: Sequence[str],
+    mask: np.ndarray | None,
+) -> list[dict[str, float]]:
+    """Metric values per output (``{}`` each without metric models); ``mask`` splits them."""
+    if metrics is None:
+        return [{} for _ in outputs]
+    count = len(outputs)
+    masks = [mask] * count
+    return metrics.evaluate([source] * count, outputs, prompts, masks, masks)
+
+
 class BenchmarkRunner:
     """Runs method specs over items with one loaded editor (and optional metric models)."""
 
@@ -153,11 +281,26 @@ class BenchmarkRunner:
         return self.out / ROWS_FILE
 
     def image_path(self, spec: MethodSpec | None, item: EditItem, index: int = 0) -> Path:
-        """Where an image goes; ids and labels become safe names (``pnpsam.paths.safe_name``)."""
-        name = safe_name(item.id)
-        if spec is None:
-            return inside(self.out, "images", "source", f"{name}.png")
-        return inside(self.out, "images", safe_name(spec.slug), f"{name}_{index}.png")
+        """Where an image goes (:func:`image_relpath` inside the output folder)."""
+        return inside(self.out, *image_relpath(spec, item, index).parts)
+
+    def write_item(
+        self, result: ItemResult, item: EditItem, spec: MethodSpec, settings: str
+    ) -> list[dict[str, Any]]:
+        """Write a :func:`run_item` result's images (atomically) and return the rows to append.
+
+        A source image already on disk is kept: every method writes the same one. A failed
+        write turns the item's rows into ``failed`` rows, as a failed edit does.
+        """
+        try:
+            for relpath, picture in result.images.items():
+                path = inside(self.out, *Path(relpath).parts)
+                if Path(relpath).parent == SOURCE_DIR and path.exists():
+                    continue
+                save_png(picture, path)
+        except Exception as error:  # a disk error fails this item; the run goes on
+            return failed_rows(item, spec, settings, error)
+        return result.rows
 
     def run(
         self, items: Sequence[EditItem], methods: Sequence[MethodSpec], dataset: str = ""
@@ -179,7 +322,10 @@ class BenchmarkRunner:
         bar = tqdm(pending, desc="bench", unit="edit", disable=not self.progress)
         for spec, item in bar:
             bar.set_postfix_str(f"{spec.label} / {item.id}", refresh=False)
-            rows = self._run_one(spec, item, configs[spec.label], hashes[spec.label])
+            result = run_item(
+                self.editor, item, spec, configs[spec.label], hashes[spec.label], self.metrics
+            )
+            rows = self.write_item(result, item, spec, hashes[spec.label])
             _append_rows(self.rows_path, rows)
             ran += 1
             failed += any(row["status"] == "failed" for row in rows)
@@ -219,78 +365,6 @@ class BenchmarkRunner:
             if row["status"] in done_statuses and row.get("settings") == hashes.get(row["method"]):
                 ok.setdefault((row["method"], row["item"]), set()).add(int(row["prompt_index"]))
         return {key for key, done in ok.items() if len(done) == prompts.get(key[1], -1)}
-
-    def _run_one(
-        self, spec: MethodSpec, item: EditItem, base: EditConfig, settings: str
-    ) -> list[dict[str, Any]]:
-        common = {"method": spec.label, "item": item.id, "settings": settings}
-        started = time.perf_counter()
-        try:
-            if item.image_path is None:
-                raise ValueError(
-                    "generated sources (no image file) are not supported by the runner; "
-                    "generate the image first and list it in a manifest"
-                )
-            config = EditConfig.from_dict(base.to_dict())
-            config.pnp.seed = item.seed
-            config.mask = item_mask_config(config.mask, item.points, item.point_labels, item.box)
-            image = load_image(item.image_path)
-            full_mask = item_mask(item, image)
-            output = run_method(spec, self.editor, image, full_mask, item.target_prompts, config)
-            seconds = time.perf_counter() - started
-            source_path = self.image_path(None, item)
-            if not source_path.exists():
-                save_png(output.source, source_path)
-            paths = [self.image_path(spec, item, k) for k in range(len(output.images))]
-            for picture, path in zip(output.images, paths, strict=True):
-                save_png(picture, path)
-            mask = None
-            if full_mask is not None or config.mask.has_source:
-                # The same mask the editor uses, at the model input size, for the split metrics.
-                subject = self.editor.subject_mask(image, config, full_mask)
-                mask = subject.mask if subject is not None and subject.usable else None
-            scores = self._score(output.source, output.images, item.target_prompts, mask)
-        except Exception as error:  # a failed item is recorded and the run goes on
-            detail = traceback.format_exception_only(type(error), error)[-1].strip()
-            return [
-                {
-                    **common,
-                    "prompt_index": k,
-                    "prompt": prompt,
-                    "status": "failed",
-                    "error": detail,
-                }
-                for k, prompt in enumerate(item.target_prompts)
-            ]
-        per_prompt = seconds / len(item.target_prompts)
-        return [
-            {
-                **common,
-                "prompt_index": k,
-                "prompt": prompt,
-                "status": "ok",
-                "image": str(path.relative_to(self.out)),
-                "has_mask": mask is not None,
-                "seconds": per_prompt,
-                **row,
-            }
-            for k, (prompt, path, row) in enumerate(
-                zip(item.target_prompts, paths, scores, strict=True)
-            )
-        ]
-
-    def _score(
-        self,
-        source: Image.Image,
-        outputs: Sequence[Image.Image],
-        prompts: Sequence[str],
-        mask: np.ndarray | None,
-    ) -> list[dict[str, float]]:
-        if self.metrics is None:
-            return [{} for _ in outputs]
-        count = len(outputs)
-        masks = [mask] * count
-        return self.metrics.evaluate([source] * count, outputs, prompts, masks, masks)
 
     def _write_reports(
         self,
