@@ -160,3 +160,33 @@ def test_cli_import_prints_no_torchvision_fallback_notice() -> None:
     code = "import pnpsam.cli, pnpsam.masks.text; from transformers import CLIPImageProcessor"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "requires torchvision" not in done.stderr + done.stdout
+
+
+def test_flag_choices_are_the_config_literals(capsys) -> None:
+    """Every flag of a field with a Literal type offers exactly those values, and only those."""
+    from pnpsam.cli.options import OPTIONS
+    from pnpsam.config import EditConfig, allowed_values
+
+    parser = build_parser()
+    edit = parser._subparsers._group_actions[0].choices["edit"]  # type: ignore[union-attr]
+    actions = {a.option_strings[0]: a for a in edit._actions if a.option_strings}
+    with_choices = {o.flag: o for o in OPTIONS if o.choices}
+    assert actions["--dtype"].choices == ("fp32", "fp16", "bf16")
+    assert actions["--restore"].choices == ("none", "global", "masked", "luminance")
+    assert {actions[f].choices for f in with_choices} == {
+        allowed_values(o.section, o.field) for o in with_choices.values()
+    }
+    literal_fields = {
+        (section, name)
+        for section, value in EditConfig().to_dict().items()
+        for name in value
+        if allowed_values(section, name)
+    }
+    options = {(o.section, o.field) for o in with_choices.values()}
+    assert literal_fields == options  # every fixed-choice field has a flag with its choices
+    assert allowed_values("preprocess", "size") is None
+    with pytest.raises(ValueError, match="unknown field 'sizes'"):
+        allowed_values("preprocess", "sizes")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["edit", "x.png", "--prompt", "p", "--background", "blur"])
+    assert "invalid choice: 'blur'" in capsys.readouterr().err

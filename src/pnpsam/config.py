@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from pnpsam.masks.config import MaskConfig, WeakenConfig
 
@@ -258,6 +258,23 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "preprocess": {"resize_mode": "center-crop", "resample": "lanczos"},
     },
 }
+
+
+def allowed_values(section: str, field_name: str) -> tuple[str, ...] | None:
+    """The values a config field allows, from its ``Literal`` type; None for an open field.
+
+    ``allowed_values("model", "dtype")`` -> ``("fp32", "fp16", "bf16")``. The option table and
+    the validators read these, so each set of values is written once, in its ``Literal``.
+    """
+    sections = {f.name: f for f in dataclasses.fields(EditConfig)}
+    if section not in sections:
+        raise ConfigError(f"unknown config section {section!r}; expected {sorted(sections)}")
+    section_type = type(getattr(EditConfig(), section))
+    hints = get_type_hints(section_type)
+    if field_name not in hints:
+        raise ConfigError(f"unknown field {field_name!r} in config section {section!r}")
+    hint = hints[field_name]
+    return tuple(get_args(hint)) if get_origin(hint) is Literal else None
 
 
 def apply_preset(config: EditConfig, preset: str) -> EditConfig:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 
@@ -24,6 +24,7 @@ from pnpsam.metrics import (
     ClipScoreConfig,
     EditMetrics,
     EditMetricsConfig,
+    LpipsBackend,
     LpipsConfig,
     StructureDistanceConfig,
 )
@@ -74,7 +75,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     metrics.add_argument("--clip-model", default=ClipScoreConfig.model_id)
     metrics.add_argument(
         "--lpips",
-        choices=("auto", "lpips", "transformers"),
+        choices=get_args(LpipsBackend),
         default=LpipsConfig.backend,
         help="lpips: the paper's (needs the lpips package); transformers: unweighted formula",
     )

@@ -10,6 +10,7 @@ import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 from PIL import Image
@@ -24,7 +25,7 @@ from pnpsam.bench.toy import (
     run_toy_comparison,
     toy_summary,
 )
-from pnpsam.config import ModelConfig
+from pnpsam.config import Device, ModelConfig
 from pnpsam.imageio import atomic_write, labelled_grid, save_json, save_png
 from pnpsam.toyworld.pairs import TOY_EDIT, TOY_MODEL, ToyPair, toy_pairs
 
@@ -78,7 +79,7 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument(
         "--methods", default=",".join(DEMO_METHODS), help="method specs, as for pnpsam bench"
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--device", default="auto", choices=get_args(Device), help="where to run")
     parser.set_defaults(run=run_demo)
     return parser
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from pnpsam.config import ConfigError, EditConfig, apply_preset
+from pnpsam.config import ConfigError, EditConfig, allowed_values, apply_preset
 
 
 def _blocks(text: str) -> tuple[int, ...]:
@@ -53,23 +53,27 @@ _box = _numbers(4, "a box x0,y0,x1,y1 in image pixels")
 
 @dataclass(frozen=True)
 class Option:
-    """One CLI flag that sets one config field."""
+    """One CLI flag that sets one config field (its allowed values come from the config)."""
 
     flag: str
     section: str
     field: str
     help: str
     type: Callable[[str], Any] = str
-    choices: Sequence[str] | None = None
     switch: bool = False  # a store_true flag (or --no-... when the default is True)
     repeat: bool = False  # may be given several times; collects a list
+
+    @property
+    def choices(self) -> Sequence[str] | None:
+        """The field's allowed values (its ``Literal`` in the config), or None for any value."""
+        return allowed_values(self.section, self.field)
 
 
 OPTIONS = (
     Option("--model", "model", "model", "hub id, local diffusers folder or .safetensors file"),
     Option("--revision", "model", "revision", "hub revision (branch, tag or commit)"),
-    Option("--device", "model", "device", "where to run", choices=("auto", "cpu", "cuda", "mps")),
-    Option("--dtype", "model", "dtype", "weights/activations", choices=("fp32", "fp16", "bf16")),
+    Option("--device", "model", "device", "where to run"),
+    Option("--dtype", "model", "dtype", "weights/activations"),
     Option("--cpu-offload", "model", "cpu_offload", "offload idle models to CPU", switch=True),
     Option("--allow-pickle", "model", "allow_pickle", "allow pickled .ckpt files", switch=True),
     Option(
@@ -84,14 +88,12 @@ OPTIONS = (
         "preprocess",
         "resize_mode",
         "resize: keep aspect (port); center-crop: square (paper)",
-        choices=("resize", "center-crop"),
     ),
     Option(
         "--resample",
         "preprocess",
         "resample",
         "resize filter (the port: bilinear)",
-        choices=("lanczos", "bilinear", "bicubic"),
     ),
     Option("--inversion-steps", "inversion", "steps", "DDIM inversion steps", type=int),
     Option("--inversion-prompt", "inversion", "prompt", "text the inversion is conditioned on"),
@@ -112,21 +114,18 @@ OPTIONS = (
         "pnp",
         "source",
         "source stream: inversion latents (port) or DDIM reconstruction (paper)",
-        choices=("inversion", "reconstruction"),
     ),
     Option(
         "--start",
         "pnp",
         "start",
         "start latent: inverted x_T (PnP) or seeded noise (scheme 1)",
-        choices=("inversion", "noise"),
     ),
     Option(
         "--injection",
         "pnp",
         "injection",
         "replace (PnP) or blend (scheme 2) the features",
-        choices=("replace", "blend"),
     ),
     Option("--blend-alpha", "pnp", "blend_alpha", "source weight in blend mode", type=float),
     Option(
@@ -185,7 +184,6 @@ OPTIONS = (
         "weaken",
         "background",
         "scheme 3: keep, remove (fill 0) or dim the background before inversion",
-        choices=("keep", "remove", "dim"),
     ),
     Option(
         "--dim-factor",
@@ -199,7 +197,6 @@ OPTIONS = (
         "weaken",
         "restore",
         "after decoding: none, global (the report: x 1/factor), masked, luminance",
-        choices=("none", "global", "masked", "luminance"),
     ),
     Option(
         "--no-mask-injection",

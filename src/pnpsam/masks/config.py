@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 Point = tuple[float, float]
 """One click ``(x, y)`` in image pixels."""
@@ -19,8 +19,8 @@ BackgroundMode = Literal["keep", "remove", "dim"]
 RestoreMode = Literal["none", "global", "masked", "luminance"]
 MaskMethod = Literal["sam", "sam2", "text", "file", "grabcut", "array"]
 
-BACKGROUND_MODES: tuple[BackgroundMode, ...] = ("keep", "remove", "dim")
-RESTORE_MODES: tuple[RestoreMode, ...] = ("none", "global", "masked", "luminance")
+BACKGROUND_MODES: tuple[BackgroundMode, ...] = get_args(BackgroundMode)
+RESTORE_MODES: tuple[RestoreMode, ...] = get_args(RestoreMode)
 
 DEFAULT_SAM_MODEL = "facebook/sam-vit-base"
 DEFAULT_TEXT_MODEL = "CIDAS/clipseg-rd64-refined"

@@ -12,7 +12,7 @@ scores batches on CPU or GPU:
 
 from pnpsam.metrics.background import background_preservation, mse, psnr, ssim
 from pnpsam.metrics.clip_score import ClipScoreConfig, ClipScorer
-from pnpsam.metrics.lpips import LpipsConfig, PerceptualDistance
+from pnpsam.metrics.lpips import LpipsBackend, LpipsConfig, PerceptualDistance
 from pnpsam.metrics.structure import DinoStructureDistance, StructureDistanceConfig
 from pnpsam.metrics.suite import EditMetrics, EditMetricsConfig
 
@@ -22,6 +22,7 @@ __all__ = [
     "DinoStructureDistance",
     "EditMetrics",
     "EditMetricsConfig",
+    "LpipsBackend",
     "LpipsConfig",
     "PerceptualDistance",
     "StructureDistanceConfig",

@@ -31,6 +31,8 @@ from pnpsam.imageio import PixelInput
 from pnpsam.metrics.background import outside_region
 from pnpsam.metrics.image_inputs import MaskInput, check_pairs, move_to
 
+LpipsBackend = Literal["auto", "lpips", "transformers"]
+
 LPIPS_NAME = "lpips"
 UNWEIGHTED_NAME = "lpips_unweighted"
 
@@ -39,7 +41,7 @@ UNWEIGHTED_NAME = "lpips_unweighted"
 class LpipsConfig:
     """Which LPIPS flavour to compute (see the module docstring)."""
 
-    backend: Literal["auto", "lpips", "transformers"] = "auto"
+    backend: LpipsBackend = "auto"
     net: str = "squeeze"  # lpips-package backbone; PIE-Bench uses SqueezeNet
     backbone_id: str = "microsoft/resnet-18"  # transformers backend: any CNN with hidden states
     batch_size: int = 8  # pairs per forward pass
