@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pnpsam.cli.bench import add_bench_parser
 from pnpsam.cli.demo import add_demo_parser
 from pnpsam.cli.edit import add_edit_parser
+from pnpsam.cli.options import with_flags
 from pnpsam.config import ConfigError
 from pnpsam.core.injection import InjectionSiteError
 from pnpsam.core.inversion import TimestepGridError
@@ -54,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except USER_ERRORS as err:
-        print(f"pnpsam {args.command}: error: {err}", file=sys.stderr)
+        message = with_flags(str(err), getattr(args, "option_table", ()))
+        print(f"pnpsam {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

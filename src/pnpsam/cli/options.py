@@ -7,6 +7,7 @@ JSON record written beside every output) and the flags.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,7 +226,12 @@ def _describe_default(option: Option) -> str:
 
 
 def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
-    """Add each option as a flag whose default None means "not given"."""
+    """Add each option as a flag whose default None means "not given".
+
+    The parser remembers them (``args.option_table``) so that errors can name flags.
+    """
+    options = tuple(options)
+    parser.set_defaults(option_table=options)
     for option in options:
         help_text = f"{option.help} (default: {_describe_default(option)})"
         if option.switch:
@@ -246,6 +252,19 @@ def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> N
                 default=None,
                 help=help_text,
             )
+
+
+_FIELD_PATH = re.compile(r"\b([a-z]+\.[a-z_]+)\b")
+
+
+def with_flags(message: str, options: Iterable[Option]) -> str:
+    """``message`` with each config field it names (``model.dtype``) replaced by its flag.
+
+    The library's errors speak of config fields; on the command line the flag is the handle.
+    ``--no-...`` switches are left as field names (the flag would read as the opposite).
+    """
+    flags = {f"{o.section}.{o.field}": o.flag for o in options if not o.flag.startswith("--no-")}
+    return _FIELD_PATH.sub(lambda match: flags.get(match[1], match[1]), message)
 
 
 def read_config_file(path: str) -> dict[str, Any]:

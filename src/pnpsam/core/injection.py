@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 
+from pnpsam.config import InjectionMode
+
 InjectionKind = Literal["residual", "query", "key"]
 
 
@@ -158,7 +160,7 @@ def find_injection_sites(
 class InjectionSettings:
     """How features are injected; fixed for a whole edit."""
 
-    mode: Literal["replace", "blend"] = "replace"
+    mode: InjectionMode = "replace"
     alpha: float = 1.0  # weight of the source features in blend mode
     # (1, 1, H, W) soft subject mask in [0, 1] at any resolution, or None for everywhere.
     mask: torch.Tensor | None = None
@@ -169,7 +171,8 @@ class InjectionSettings:
 
     def mask_at(self, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
         """The subject mask resized (area-averaged, so edges stay soft) to a (h, w) grid."""
-        assert self.mask is not None
+        if self.mask is None:
+            raise ValueError("mask_at needs a subject mask; these injection settings have none")
         key = (height, width)
         if key not in self._grid_masks:
             mask = self.mask.float()
@@ -260,7 +263,11 @@ class FeatureInjector:
         source features bit for bit.
         """
         state = self._step
-        assert state is not None
+        if state is None:
+            raise RuntimeError(
+                f"{kind} injection at block {block} outside a sampling step: call the UNet "
+                "inside FeatureInjector.step(...)"
+            )
         layout = state.layout
         layout.check(features)
         source = features[layout.source]
@@ -326,8 +333,10 @@ class PnPSelfAttentionProcessor:
         key = attn.to_k(hidden_states)
         value = attn.to_v(hidden_states)
         if self.injector.active("attention"):
-            assert self.injector.latent_hw is not None
-            grid = token_grid(tokens, self.injector.latent_hw)
+            latent_hw = self.injector.latent_hw
+            if latent_hw is None:  # step() sets it; a hand-driven injector may not have
+                raise RuntimeError("attention injection needs the latent (h, w) from step()")
+            grid = token_grid(tokens, latent_hw)
             query = self.injector.inject(query, "query", self.block, grid)
             key = self.injector.inject(key, "key", self.block, grid)
         if attention_mask is not None:

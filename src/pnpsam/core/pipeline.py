@@ -240,7 +240,7 @@ class PnPPipeline:
                     if chunk == 1:
                         raise OutOfMemoryError(
                             "out of accelerator memory even with one prompt per batch; try "
-                            "--dtype fp16, --cpu-offload or a smaller --size"
+                            "model.dtype fp16, model.cpu_offload or a smaller preprocess.size"
                         ) from err
                     chunk = max(1, chunk // 2)
                     warnings.warn(

@@ -195,24 +195,26 @@ class MaskMaker:
         return self._sam_mask(segmenter, cfg, cfg.points, cfg.neg_points, cfg.box, method, details)
 
     def _from_text(self, image: np.ndarray, cfg: MaskConfig) -> SubjectMask:
-        assert cfg.subject is not None  # has_source and no clicks/file
+        subject = cfg.subject
+        if not subject:
+            raise ValueError(f"selecting by text needs a subject text; got subject={subject!r}")
         try:
             selector = self.text_selector(cfg.text_model)
         except OSError as error:  # no fallback: without a text model "the goldfish" means nothing
             raise OSError(
                 f"cannot load the text model {cfg.text_model!r} needed to select "
-                f"subject={cfg.subject!r} (give clicks or a mask file instead): {error}"
+                f"subject={subject!r} (give clicks or a mask file instead): {error}"
             ) from error
         details: dict[str, Any] = {
-            "subject": cfg.subject,
+            "subject": subject,
             "text_model": cfg.text_model,
             "text_threshold": cfg.text_threshold,
             "refined_with": None,
         }
         if isinstance(selector, TextBoxDetector):
-            return self._from_detection(image, cfg, selector, details)
+            return self._from_detection(image, subject, cfg, selector, details)
         # CLIPSeg: threshold its map, then refine the blob with SAM (box + peak as prompts).
-        probability = selector.probability_map(image, cfg.subject)
+        probability = selector.probability_map(image, subject)
         coarse = probability_to_mask(probability, cfg.text_threshold, cfg.text_largest_component)
         details["peak_probability"] = round(float(probability.max()), 4)
         if not coarse.any():
@@ -227,14 +229,14 @@ class MaskMaker:
     def _from_detection(
         self,
         image: np.ndarray,
+        subject: str,
         cfg: MaskConfig,
         detector: TextBoxDetector,
         details: dict[str, Any],
     ) -> SubjectMask:
         """Grounding DINO: the best box (even below the threshold: the user says the subject is
         there; ``below_threshold`` records it) into SAM as a box prompt, else into GrabCut."""
-        assert cfg.subject is not None
-        detections = detector.detect(image, cfg.subject)
+        detections = detector.detect(image, subject)
         if not detections:
             return SubjectMask(np.zeros(image.shape[:2], np.float32), "text", details=details)
         best = detections[0]

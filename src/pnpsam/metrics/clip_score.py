@@ -36,7 +36,11 @@ class ClipScoreConfig:
 def _pooled(features: object) -> torch.Tensor:
     """transformers 5 returns an output object whose ``pooler_output`` is projected; 4 a tensor."""
     pooled = getattr(features, "pooler_output", features)
-    assert isinstance(pooled, torch.Tensor)
+    if not isinstance(pooled, torch.Tensor):
+        raise TypeError(
+            f"expected CLIP features as a tensor (or an output with pooler_output); "
+            f"got {type(pooled).__name__}"
+        )
     return pooled
 
 
