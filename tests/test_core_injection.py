@@ -10,7 +10,9 @@ from pnpsam.api import PnPEditor
 from pnpsam.config import EditConfig, PnPConfig
 from pnpsam.core.injection import (
     BatchLayout,
+    FeatureInjector,
     InjectionEvent,
+    InjectionSettings,
     InjectionSiteError,
     find_injection_sites,
 )
@@ -32,6 +34,15 @@ def test_paper_sites_resolve_by_name(editor: PnPEditor) -> None:
 def test_missing_sites_are_named(editor: PnPEditor, residual, attention, message) -> None:
     with pytest.raises(InjectionSiteError, match=message):
         find_injection_sites(editor.pipeline.unet, residual, attention)
+
+
+def test_misuse_raises_naming_what_is_missing(editor: PnPEditor) -> None:
+    sites = find_injection_sites(editor.pipeline.unet, (4,), ())
+    features = torch.zeros(2, 4, 8, 8)
+    with pytest.raises(RuntimeError, match="residual injection at block 4 outside a sampling step"):
+        FeatureInjector(editor.pipeline.unet, sites).inject(features, "residual", 4, (8, 8))
+    with pytest.raises(ValueError, match="needs a subject mask"):
+        InjectionSettings().mask_at(8, 8, like=features)
 
 
 def test_schedule_rounds_like_the_port() -> None:
