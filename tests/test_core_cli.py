@@ -193,22 +193,29 @@ def test_flag_choices_are_the_config_literals(capsys) -> None:
 
 
 def test_errors_name_config_fields_and_the_cli_names_flags(
-    tiny_model_dir, editor, small_config, cat_file, tmp_path, capsys, monkeypatch
+    editor, small_config, cat_file, tmp_path, capsys, monkeypatch
 ) -> None:
     """Out of memory on the last resort: the library names fields, the command line flags."""
     import torch
 
+    from pnpsam.api import PnPEditor
     from pnpsam.core import pipeline
 
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("simulated: a CPU cannot run out of accelerator memory")
 
     monkeypatch.setattr(pipeline, "pnp_sample", out_of_memory)
+    small_config.inversion.steps = small_config.pnp.steps = 2
     with pytest.raises(pipeline.OutOfMemoryError) as raised:
         editor.edit(Image.open(cat_file), ["x"], small_config)
     assert "--" not in str(raised.value) and "model.dtype" in str(raised.value)
-    argv = ["edit", str(cat_file), "--prompt", "x", "--out", str(tmp_path / "out")]
-    assert main([*argv, "--model", str(tiny_model_dir), *FAST]) == 2
+
+    def fail(*args, **kwargs):  # the same error, without loading a second model
+        raise raised.value
+
+    monkeypatch.setattr(PnPEditor, "from_pretrained", fail)
+    argv = ["edit", str(cat_file), "--prompt", "x", "--out", str(tmp_path / "out"), *FAST]
+    assert main(argv) == 2
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.startswith("pnpsam edit: error: out of accelerator memory")
     assert last.endswith("try --dtype fp16, --cpu-offload or a smaller --size")
