@@ -18,14 +18,25 @@ import tempfile
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-if TYPE_CHECKING:  # annotations only: config imports masks, which import this module
-    from pnpsam.config import PreprocessConfig
+
+class Resizing(Protocol):
+    """How to bring an image to the model's size (``pnpsam.config.PreprocessConfig`` is one).
+
+    A protocol, not the config class: config imports masks, which import this module.
+    """
+
+    @property
+    def resize_mode(self) -> str: ...  # "resize" (aspect kept) or "center-crop"
+
+    @property
+    def resample(self) -> str: ...  # a key of RESAMPLE
+
 
 ImageInput: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray
 """What the editor reads: a path, a PIL image (any mode) or an ``HxW``/``HxWxC`` uint8 array."""
@@ -169,7 +180,7 @@ def image_digest(image: Image.Image | np.ndarray) -> str:
 
 
 def target_size(
-    width: int, height: int, cfg: PreprocessConfig, size: int, multiple: int
+    width: int, height: int, cfg: Resizing, size: int, multiple: int
 ) -> tuple[int, int]:
     """Output (width, height) for an input of ``width`` x ``height``.
 
@@ -195,9 +206,7 @@ def target_size(
     return new_w, new_h
 
 
-def prepare_image(
-    image: Image.Image, cfg: PreprocessConfig, size: int, multiple: int
-) -> Image.Image:
+def prepare_image(image: Image.Image, cfg: Resizing, size: int, multiple: int) -> Image.Image:
     """Resize (or center-crop and resize) an image to the model's input size (``cfg.resample``)."""
     width, height = target_size(image.width, image.height, cfg, size, multiple)
     resample = RESAMPLE[cfg.resample]
