@@ -20,13 +20,23 @@ class _TorchvisionFallbackFilter(logging.Filter):
 # Before diffusers is imported: importing its pipelines triggers the notice.
 logging.getLogger("transformers.utils.import_utils").addFilter(_TorchvisionFallbackFilter())
 
-from pnpsam.api import EditResult, Inversion, PnPEditor  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
 from pnpsam.config import (  # noqa: E402
     EditConfig,
     InversionConfig,
     ModelConfig,
     PnPConfig,
     PreprocessConfig,
+)
+from pnpsam.lazy import lazy_exports  # noqa: E402
+
+if TYPE_CHECKING:
+    from pnpsam.api import EditResult, Inversion, PnPEditor
+
+# The API needs torch; it is imported when first used, so `pnpsam --help` stays fast.
+__getattr__ = lazy_exports(
+    __name__, dict.fromkeys(("EditResult", "Inversion", "PnPEditor"), "pnpsam.api")
 )
 
 __all__ = [

@@ -32,13 +32,17 @@ from PIL import Image
 
 from pnpsam.config import (
     DEFAULT_MODEL_ID,
+    MODEL_DEFAULTS_FILE,
     ConfigError,
     EditConfig,
     InversionConfig,
     ModelConfig,
     PnPConfig,
     PreprocessConfig,
+    config_for_model,
+    model_defaults,
 )
+from pnpsam.core.injection import InjectionSiteError, find_injection_sites
 from pnpsam.core.inversion import InvertedLatents
 from pnpsam.core.pipeline import PnPPipeline
 from pnpsam.core.sampling import SamplingCallback
@@ -216,16 +220,36 @@ class PnPEditor:
 
     # -- steps ---------------------------------------------------------------------------
     def default_config(self) -> EditConfig:
-        """An ``EditConfig`` with this editor's model and the model's native image size."""
-        return self.resolve(EditConfig())
+        """An ``EditConfig`` for this editor's model: the defaults under the settings the model
+        folder recommends (its ``pnpsam_defaults.json``: injected blocks, guidance, negative
+        prompt...) and the model's native image size. Start custom configs from this one."""
+        return self.resolve(config_for_model(self.model.model))
 
     def resolve(self, config: EditConfig) -> EditConfig:
-        """A validated copy of ``config`` with this editor's model and the image size filled in."""
+        """A validated copy of ``config`` with this editor's model and the image size filled in.
+
+        Injection blocks this UNet lacks are refused here, before any work, naming the blocks
+        the model recommends when it has any.
+        """
         cfg = EditConfig.from_dict(config.to_dict())
         cfg.model = dataclasses.replace(self.model)
         if cfg.preprocess.size is None:
             cfg.preprocess.size = self.pipeline.native_size
-        return cfg.validate()
+        cfg.validate()
+        try:
+            find_injection_sites(
+                self.pipeline.unet, cfg.pnp.residual_blocks, cfg.pnp.attention_blocks
+            )
+        except InjectionSiteError as error:
+            recommended = model_defaults(self.model.model).get("pnp", {})
+            blocks = {k: v for k, v in recommended.items() if k.endswith("_blocks")}
+            if not blocks:
+                raise
+            advice = ", ".join(f"{name} {value}" for name, value in blocks.items())
+            raise InjectionSiteError(
+                f"{error}; this model recommends {advice} (its {MODEL_DEFAULTS_FILE})"
+            ) from error
+        return cfg
 
     def prepare(self, image: Image.Image, preprocess: PreprocessConfig) -> Image.Image:
         """Resize/crop an RGB image (or an "L" mask) to the model input size."""
@@ -266,7 +290,7 @@ class PnPEditor:
         With a subject (``mask`` or ``config.mask``) and ``config.weaken.background`` set, the
         background is weakened in pixels before inversion (the report's scheme 3).
         """
-        cfg = self.resolve(config or EditConfig()).resolve_derived()
+        cfg = self.resolve(config or self.default_config()).resolve_derived()
         original = as_rgb_image(image, cfg.preprocess.max_input_pixels)
         prepared = self.prepare(original, cfg.preprocess)
         subject = self.subject_mask(original, cfg, mask)
@@ -362,7 +386,7 @@ class PnPEditor:
             raise ValueError("prompts is empty: give at least one target prompt")
         if any(not isinstance(p, str) for p in prompts):
             raise ValueError(f"prompts must be strings; got {prompts!r}")
-        cfg = self.resolve(config or EditConfig())
+        cfg = self.resolve(config or self.default_config())
         cfg.pnp = dataclasses.replace(cfg.pnp, **pnp_overrides)
         cfg.pnp.validate()
         cfg.resolve_derived()
@@ -436,7 +460,7 @@ class PnPEditor:
         from diffusers import StableDiffusionImg2ImgPipeline
 
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        cfg = self.resolve(config or EditConfig())
+        cfg = self.resolve(config or self.default_config())
         if not 0.0 < strength <= 1.0:
             raise ConfigError(f"sdedit strength must be in (0, 1]; got {strength!r}")
         source = self.prepare(as_rgb_image(image, cfg.preprocess.max_input_pixels), cfg.preprocess)

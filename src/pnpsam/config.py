@@ -7,13 +7,22 @@ The resolved configuration is written next to every output so that any image can
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from pnpsam.masks.config import MaskConfig, WeakenConfig
 
 DEFAULT_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+# The toy-world model shipped in the package (a small SD-layout UNet; see toyworld/).
+TOY_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "toy"
+# Short names for shipped models, accepted wherever a model is named (--model toy).
+MODEL_ALIASES = {"toy": TOY_MODEL_DIR}
+# A model folder may carry the edit settings that suit its architecture (injected blocks,
+# guidance, negative prompt, size): sections and fields as in EditConfig, JSON.
+MODEL_DEFAULTS_FILE = "pnpsam_defaults.json"
 # The diffusers port's negative prompt (pnp-diffusers `pnp.py`).
 PORT_NEGATIVE_PROMPT = "ugly, blurry, black, low res, unrealistic"
 # LDM output blocks 4-11: every decoder self-attention from the paper's residual layer on.
@@ -277,11 +286,53 @@ def allowed_values(section: str, field_name: str) -> tuple[str, ...] | None:
     return tuple(get_args(hint)) if get_origin(hint) is Literal else None
 
 
+def merge_settings(config: EditConfig, settings: dict[str, Any], where: str) -> EditConfig:
+    """A copy of ``config`` with ``settings`` (section -> field -> value) set; errors name
+    ``where`` the settings came from."""
+    data = config.to_dict()
+    for section, values in settings.items():
+        if section not in data:
+            raise ConfigError(f"unknown config section {section!r} in {where}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section {section!r} in {where} must be a mapping")
+        data[section].update(values)
+    try:
+        return EditConfig.from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from error
+
+
 def apply_preset(config: EditConfig, preset: str) -> EditConfig:
     """Return a copy of ``config`` with a named preset's values set."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    data = config.to_dict()
-    for section, values in PRESETS[preset].items():
-        data[section].update(values)
-    return EditConfig.from_dict(data)
+    return merge_settings(config, PRESETS[preset], f"preset {preset!r}")
+
+
+def resolve_model_name(model: str) -> str:
+    """A model alias (``toy``) -> its folder; any other name unchanged."""
+    alias = MODEL_ALIASES.get(model)
+    return str(alias) if alias is not None else model
+
+
+def model_defaults(model: str) -> dict[str, Any]:
+    """The edit settings a model folder recommends (its ``pnpsam_defaults.json``: sections and
+    fields as in ``EditConfig``), or {} for a folder without one, a hub id or a single file."""
+    file = Path(resolve_model_name(model)).expanduser() / MODEL_DEFAULTS_FILE
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"cannot read the model's settings {str(file)!r}: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{str(file)!r} must hold a mapping of config sections")
+    merge_settings(EditConfig(), data, repr(str(file))).validate()  # bad values fail here
+    return data
+
+
+def config_for_model(model: str) -> EditConfig:
+    """The defaults for ``model``: ``EditConfig()`` under the model's recommended settings."""
+    config = merge_settings(EditConfig(), model_defaults(model), f"{model!r}'s settings")
+    config.model.model = model
+    return config

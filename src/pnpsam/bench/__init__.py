@@ -9,16 +9,44 @@ Python use::
 Command line: ``pnpsam bench`` (see :mod:`pnpsam.cli.bench`).
 """
 
-from pnpsam.bench.methods import (
-    METHODS,
-    MethodOutput,
-    MethodSpec,
-    MethodSpecError,
-    parse_methods,
-    sweep_methods,
+from typing import TYPE_CHECKING
+
+from pnpsam.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from pnpsam.bench.methods import (
+        METHODS,
+        MethodOutput,
+        MethodSpec,
+        MethodSpecError,
+        parse_methods,
+        sweep_methods,
+    )
+    from pnpsam.bench.report import Estimate, MethodSummary, mean_ci, summarize
+    from pnpsam.bench.runner import BenchmarkRunner, BenchResult, ItemResult, read_rows, run_item
+
+# The runner needs torch: everything is imported on first use, so `pnpsam --help` stays fast.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "pnpsam.bench.methods": (
+            "METHODS",
+            "MethodOutput",
+            "MethodSpec",
+            "MethodSpecError",
+            "parse_methods",
+            "sweep_methods",
+        ),
+        "pnpsam.bench.report": ("Estimate", "MethodSummary", "mean_ci", "summarize"),
+        "pnpsam.bench.runner": (
+            "BenchmarkRunner",
+            "BenchResult",
+            "ItemResult",
+            "read_rows",
+            "run_item",
+        ),
+    },
 )
-from pnpsam.bench.report import Estimate, MethodSummary, mean_ci, summarize
-from pnpsam.bench.runner import BenchmarkRunner, BenchResult, ItemResult, read_rows, run_item
 
 __all__ = [
     "METHODS",

@@ -27,15 +27,17 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import yaml
 from PIL import Image
 
-from pnpsam.api import PnPEditor
 from pnpsam.config import EditConfig
 from pnpsam.masks.config import MaskConfig
+
+if TYPE_CHECKING:  # the API needs torch; the CLI lists the methods without it
+    from pnpsam.api import PnPEditor
 
 # Config sections a spec may set, in the order bare field names are looked up.
 SECTIONS = ("pnp", "weaken", "mask", "inversion", "preprocess")

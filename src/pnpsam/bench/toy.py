@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from pnpsam.api import PnPEditor
 from pnpsam.bench.methods import MethodSpec, run_method
-from pnpsam.bench.report import bootstrap_ci, paired_differences
 from pnpsam.config import EditConfig
-from pnpsam.toyworld.pairs import TOY_EDIT, ToyPair, score_toy_edit
+
+if TYPE_CHECKING:  # torch, SciPy, OpenCV: the demo's parser lists the methods without them
+    from pnpsam.api import PnPEditor
+    from pnpsam.toyworld.pairs import ToyPair
 
 # Fixed toy pair sets: tune on ``dev`` only; ``held-out`` is run once per final candidate.
 TOY_SETS: dict[str, int] = {"dev": 100, "held-out": 500}  # set name -> toy_pairs seed
@@ -50,25 +51,33 @@ METHOD_NAMES = {
 
 
 def toy_base_config(editor: PnPEditor, steps: int) -> EditConfig:
-    cfg = editor.default_config().to_dict()
-    for section, values in TOY_EDIT.items():
-        cfg[section].update(values)
-    cfg["pnp"].update(steps=steps)
-    cfg["inversion"].update(steps=steps)
-    return EditConfig.from_dict(cfg)
+    """The editor's defaults (the toy model's pnpsam_defaults.json) at ``steps`` steps."""
+    cfg = editor.default_config()
+    cfg.pnp.steps = cfg.inversion.steps = steps
+    return cfg
 
 
 def run_toy_comparison(
-    editor: PnPEditor, pairs: Sequence[ToyPair], methods: Sequence[MethodSpec], steps: int
+    editor: PnPEditor,
+    pairs: Sequence[ToyPair],
+    methods: Sequence[MethodSpec],
+    steps: int,
+    progress: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, list[np.ndarray]]]:
     """Run every method on every pair; returns (per-method summary rows, outputs by label).
 
     Each row has the method's mean of every score (``iou``, ``color``, ...), ``seconds_per_edit``
     and ``per_pair``: the scores of every pair, in ``pairs`` order (for intervals and paired
     differences, see :func:`toy_summary`). Pairs run in the outer loop, so methods that invert
-    the same pixels share one inversion.
+    the same pixels share one inversion. ``progress``: a bar over the edits (pairs x methods)
+    with an ETA, on stderr.
     """
+    from tqdm.auto import tqdm
+
+    from pnpsam.toyworld.pairs import score_toy_edit  # OpenCV and SciPy: only when run
+
     base = toy_base_config(editor, steps)
+    bar = tqdm(total=len(methods) * len(pairs), desc="demo", unit="edit", disable=not progress)
     configs = [spec.edit_config(base) for spec in methods]
     outputs: dict[str, list[np.ndarray]] = {spec.label: [] for spec in methods}
     scores: dict[str, list[dict[str, float]]] = {spec.label: [] for spec in methods}
@@ -84,6 +93,8 @@ def run_toy_comparison(
             output = np.asarray(result.images[0].convert("RGB"))
             outputs[spec.label].append(output)
             scores[spec.label].append(score_toy_edit(pair, output))
+            bar.update()
+    bar.close()
     rows = []
     for spec in methods:
         mine = scores[spec.label]
@@ -104,6 +115,8 @@ def toy_summary(
     """Rows of :func:`run_toy_comparison` with, per score, ``ci`` (bootstrap 95% interval of
     the mean) and, when the spec ``reference`` was run, ``diff``: the paired difference to it
     (mean and paired-bootstrap 95% interval over the same pairs)."""
+    from pnpsam.bench.report import bootstrap_ci, paired_differences  # SciPy: only when run
+
     by_spec = {r["spec"]: r["per_pair"] for r in rows}
     diffs = (
         paired_differences(by_spec, reference, SCORE_KEYS)

@@ -16,14 +16,11 @@ import yaml
 
 from pnpsam.bench.datasets import load_dataset
 from pnpsam.bench.methods import METHODS, parse_methods, split_method_list, sweep_methods
-from pnpsam.bench.runner import BenchmarkRunner
-from pnpsam.cli.options import OPTIONS, add_options, resolve_config
+from pnpsam.cli.options import OPTIONS, HelpFormatter, add_options, resolve_config
 from pnpsam.config import PRESETS, ConfigError, EditConfig
 from pnpsam.masks.config import DEFAULT_SAM_MODEL
-from pnpsam.metrics import (
+from pnpsam.metrics.config import (
     ClipScoreConfig,
-    EditMetrics,
-    EditMetricsConfig,
     LpipsBackend,
     LpipsConfig,
     StructureDistanceConfig,
@@ -51,6 +48,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description="Run each method over the dataset (a JSONL/CSV manifest, a PnP TI2I yaml "
         "or a PIE-Bench folder) and write per-item images, rows.jsonl, summary.md/.csv (mean "
         "and 95% CI per method), tradeoff.png and grid.png. Re-running skips finished items.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--dataset", required=True, help="manifest, TI2I yaml or PIE-Bench dir")
     parser.add_argument(
@@ -111,7 +109,10 @@ def parse_sweep(text: str) -> tuple[str, list[Any]]:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Entry point of ``pnpsam bench`` (returns the exit status)."""
+    # imported here, not at the top: they load torch, and `pnpsam --help` should not wait
     from pnpsam.api import PnPEditor
+    from pnpsam.bench.runner import BenchmarkRunner
+    from pnpsam.metrics import EditMetrics, EditMetricsConfig
 
     methods = parse_methods(args.methods)
     if args.sweep:

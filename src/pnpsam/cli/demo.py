@@ -10,24 +10,20 @@ import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
-import numpy as np
-from PIL import Image
-
-from pnpsam.api import PnPEditor
 from pnpsam.bench.methods import parse_methods
-from pnpsam.bench.toy import (
-    DEMO_METHODS,
-    METHOD_NAMES,
-    TOY_SETS,
-    metrics_markdown,
-    run_toy_comparison,
-    toy_summary,
-)
-from pnpsam.config import Device, ModelConfig
-from pnpsam.imageio import atomic_write, labelled_grid, save_json, save_png
-from pnpsam.toyworld.pairs import TOY_EDIT, TOY_MODEL, ToyPair, toy_pairs
+from pnpsam.bench.toy import DEMO_METHODS, METHOD_NAMES, TOY_SETS
+from pnpsam.cli.options import HelpFormatter
+from pnpsam.config import TOY_MODEL_DIR, Device, ModelConfig, model_defaults
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+    from pnpsam.toyworld.pairs import ToyPair
+
+TOY_MODEL = TOY_MODEL_DIR
 
 __all__ = ["DEMO_METHODS", "METHOD_NAMES", "TOY_MODEL", "add_demo_parser", "run_demo"]
 
@@ -36,6 +32,10 @@ def comparison_grid(
     pairs: Sequence[ToyPair], outputs: dict[str, list[np.ndarray]], scale: int = 2
 ) -> Image.Image:
     """Rows = pairs, columns = source then each method; labels above, prompts at the left."""
+    from PIL import Image
+
+    from pnpsam.imageio import labelled_grid
+
     side = pairs[0].image.shape[0] * scale
     tiles = [
         [pair.image, *(images[row] for images in outputs.values())]
@@ -58,10 +58,12 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         description="Runs plain PnP, no injection, the report's schemes 1-3 and mask-aware "
         "injection on cluttered toy-world photos with the shipped toy model, then writes a "
         "labelled comparison grid (grid.png) and a metrics table (metrics.md, metrics.json).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--out", default="out/demo", help="output folder")
-    parser.add_argument("--model", default=str(TOY_MODEL), help="toy-world model folder")
+    parser.add_argument(
+        "--model", default=str(TOY_MODEL), help="toy-world model folder ('toy': the shipped one)"
+    )
     parser.add_argument("--pairs", type=int, default=6, help="source/target pairs")
     parser.add_argument("--steps", type=int, default=50, help="inversion and sampling steps")
     parser.add_argument("--seed", type=int, default=0, help="which toy sources")
@@ -80,11 +82,18 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "--methods", default=",".join(DEMO_METHODS), help="method specs, as for pnpsam bench"
     )
     parser.add_argument("--device", default="auto", choices=get_args(Device), help="where to run")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_demo)
     return parser
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    # imported here, not at the top: they load torch, and `pnpsam --help` should not wait
+    from pnpsam.api import PnPEditor
+    from pnpsam.bench.toy import metrics_markdown, run_toy_comparison, toy_summary
+    from pnpsam.imageio import atomic_write, save_json, save_png
+    from pnpsam.toyworld.pairs import toy_pairs
+
     if args.pairs < 1:
         raise ValueError(f"--pairs must be >= 1; got {args.pairs}")
     methods = parse_methods(args.methods)
@@ -93,7 +102,7 @@ def run_demo(args: argparse.Namespace) -> int:
     seed = TOY_SETS[args.set] if args.set else args.seed
     pairs = toy_pairs(args.pairs, seed, change_background=not args.keep_background)
     started = time.perf_counter()
-    rows, outputs = run_toy_comparison(editor, pairs, methods, args.steps)
+    rows, outputs = run_toy_comparison(editor, pairs, methods, args.steps, not args.quiet)
     rows = toy_summary(rows)
     out = Path(args.out)
     save_png(comparison_grid(pairs, outputs), out / "grid.png")
@@ -113,7 +122,7 @@ def run_demo(args: argparse.Namespace) -> int:
             "steps": args.steps,
             "methods": rows,
             "seconds": time.perf_counter() - started,
-            "toy_edit_defaults": TOY_EDIT,
+            "toy_edit_defaults": model_defaults(args.model),
         },
         out / "metrics.json",
     )

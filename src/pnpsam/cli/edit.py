@@ -14,14 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from pnpsam.api import PnPEditor
-from pnpsam.cli.options import OPTIONS, add_options, resolve_config
+from pnpsam.cli.options import OPTIONS, HelpFormatter, add_options, resolve_config
 from pnpsam.config import PRESETS, ConfigError, EditConfig
-from pnpsam.imageio import load_image, save_json, save_png
-from pnpsam.masks import overlay_mask
 
 
 def add_edit_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -31,7 +25,7 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         description="Translate IMAGE by each --prompt with Plug-and-Play diffusion features. "
         "Writes IMAGE-STEM_NN_PROMPT.png per prompt and IMAGE-STEM.json (the resolved "
         "configuration, versions and timings; `pnpsam edit --config` of it reproduces the run).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("image", nargs="?", help="input image (any PIL-readable file)")
     parser.add_argument(
@@ -95,6 +89,14 @@ class OutputPaths:
 
 
 def run_edit(args: argparse.Namespace) -> int:
+    # imported here, not at the top: they load torch, and `pnpsam --help` should not wait
+    import numpy as np
+    from PIL import Image
+
+    from pnpsam.api import PnPEditor
+    from pnpsam.imageio import load_image, save_json, save_png
+    from pnpsam.masks import overlay_mask
+
     cfg, image, prompts = resolve_run(args)
     out = Path(args.out)
     paths = OutputPaths.of(out, image, prompts)
@@ -104,10 +106,11 @@ def run_edit(args: argparse.Namespace) -> int:
             f"{existing[0]} exists; pass --overwrite or choose another --out (nothing was run)"
         )
     picture = load_image(image, cfg.preprocess.max_input_pixels)  # fail before loading a model
+    cfg.mask.validate(picture.height, picture.width)  # clicks outside the image, by name
     started = time.perf_counter()
     editor = PnPEditor.from_pretrained(cfg.model, cache_dir=args.cache)
-    if args.quiet:
-        editor.set_progress_bar_config(disable=True)
+    # bars on stderr also when it is not a terminal (a log), unless --quiet
+    editor.set_progress_bar_config(disable=args.quiet)
     loaded = time.perf_counter()
     result = editor.edit(picture, prompts, cfg)
     written = []

@@ -14,26 +14,29 @@ from collections.abc import Sequence
 from pnpsam.cli.bench import add_bench_parser
 from pnpsam.cli.demo import add_demo_parser
 from pnpsam.cli.edit import add_edit_parser
-from pnpsam.cli.options import with_flags
-from pnpsam.config import ConfigError
-from pnpsam.core.injection import InjectionSiteError
-from pnpsam.core.inversion import TimestepGridError
-from pnpsam.core.pipeline import OutOfMemoryError
-from pnpsam.imageio import ImageInputError
-from pnpsam.masks import MaskCoverageError
-from pnpsam.models.loading import ModelLoadError
+from pnpsam.cli.options import join_negative_values, with_flags
 
+# The user's mistakes, as (module, class): printed as one line with exit status 2. Only modules
+# already imported are looked at (an error cannot come from a module never loaded), so the
+# command line starts without importing torch.
 USER_ERRORS = (
-    ConfigError,
-    ImageInputError,
-    ModelLoadError,
-    InjectionSiteError,
-    TimestepGridError,
-    OutOfMemoryError,
-    FileExistsError,
-    MaskCoverageError,
-    ValueError,
+    ("pnpsam.config", "ConfigError"),
+    ("pnpsam.imageio", "ImageInputError"),
+    ("pnpsam.models.loading", "ModelLoadError"),
+    ("pnpsam.core.injection", "InjectionSiteError"),
+    ("pnpsam.core.inversion", "TimestepGridError"),
+    ("pnpsam.core.pipeline", "OutOfMemoryError"),
+    ("pnpsam.masks.ops", "MaskCoverageError"),
+    ("builtins", "FileExistsError"),
+    ("builtins", "ValueError"),
 )
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The loaded exception classes of ``USER_ERRORS``."""
+    return tuple(
+        getattr(sys.modules[module], name) for module, name in USER_ERRORS if module in sys.modules
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,10 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     try:
         return int(args.run(args))
-    except USER_ERRORS as err:
+    except Exception as err:
+        if not isinstance(err, user_errors()):
+            raise
         message = with_flags(str(err), getattr(args, "option_table", ()))
         print(f"pnpsam {args.command}: error: {message}", file=sys.stderr)
         return 2

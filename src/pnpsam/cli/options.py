@@ -15,7 +15,14 @@ from typing import Any
 
 import yaml
 
-from pnpsam.config import ConfigError, EditConfig, allowed_values, apply_preset
+from pnpsam.config import (
+    ConfigError,
+    EditConfig,
+    allowed_values,
+    apply_preset,
+    config_for_model,
+    merge_settings,
+)
 
 
 def _blocks(text: str) -> tuple[int, ...]:
@@ -216,13 +223,38 @@ OPTIONS = (
 )
 
 
+# Fields whose best value depends on the UNet: a model folder's pnpsam_defaults.json may set them.
+MODEL_DEPENDENT = {
+    ("pnp", "guidance"),
+    ("pnp", "negative_prompt"),
+    ("pnp", "residual_blocks"),
+    ("pnp", "attention_blocks"),
+}
+
+
 def _describe_default(option: Option) -> str:
+    """The help's ' (default: ...)' suffix, or '' when there is nothing to say (None, [])."""
     value = getattr(getattr(EditConfig(), option.section), option.field)
     if option.field == "size" and value is None:
-        return "model's native size, 512 for SD 1.5"
+        return " (default: the model's native size, 512 for SD 1.5)"
     if (option.section, option.field) == ("inversion", "steps") and value is None:
-        return "the sampling --steps"
-    return repr(value)
+        return " (default: the sampling --steps)"
+    if option.switch or "(default" in option.help or value in (None, [], ()):
+        # a flag is off unless given: "(default: True)" after --no-X would read backwards
+        return ""
+    if (option.section, option.field) in MODEL_DEPENDENT:
+        return f" (default: {value!r}, or the model's own)"
+    return f" (default: {value!r})"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Prints a default once: not after a help that states it, nor None/False ("not given")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False):
+            return text
+        return super()._get_help_string(action)
 
 
 def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
@@ -233,7 +265,7 @@ def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> N
     options = tuple(options)
     parser.set_defaults(option_table=options)
     for option in options:
-        help_text = f"{option.help} (default: {_describe_default(option)})"
+        help_text = option.help + _describe_default(option)
         if option.switch:
             # a --no-X flag stores False into a field whose default is True
             value = not option.flag.startswith("--no-")
@@ -267,6 +299,29 @@ def with_flags(message: str, options: Iterable[Option]) -> str:
     return _FIELD_PATH.sub(lambda match: flags.get(match[1], match[1]), message)
 
 
+# "-5,-5" or "-3.5" after a flag that takes a value (argparse would read it as an option)
+_NEGATIVE_VALUE = re.compile(r"^-\.?\d[\d.eE+-]*(,\s*-?\.?\d[\d.eE+-]*)*$")
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``["--point", "-5,-5"]`` -> ``["--point=-5,-5"]`` for every flag of ``OPTIONS`` that
+    takes a value, so a click or box left of / above the image is parsed as a value (and then
+    refused by name as outside the image) instead of as an unknown option."""
+    takes_value = {option.flag for option in OPTIONS if not option.switch}
+    joined: list[str] = []
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        following = argv[index + 1] if index + 1 < len(argv) else ""
+        if token in takes_value and _NEGATIVE_VALUE.match(following):
+            joined.append(f"{token}={following}")
+            index += 2
+        else:
+            joined.append(token)
+            index += 1
+    return joined
+
+
 def read_config_file(path: str) -> dict[str, Any]:
     """Parse a YAML/JSON config file into a mapping; errors name the file."""
     file = Path(path)
@@ -287,28 +342,29 @@ RUN_KEYS = ("image", "prompts")  # top-level keys of a config file that are not 
 def resolve_config(
     args: argparse.Namespace, options: Iterable[Option]
 ) -> tuple[EditConfig, dict[str, Any]]:
-    """Merge defaults, ``args.preset``, ``args.config`` and the given options' flags.
+    """Merge, in increasing priority: defaults, the model's recommended settings (its folder's
+    ``pnpsam_defaults.json``), ``args.preset``, ``args.config`` and the given options' flags.
 
     Returns the validated config and the config file's raw mapping ({} without a file), whose
     ``image`` and ``prompts`` a caller may use.
     """
-    cfg = EditConfig()
-    if args.preset:
-        cfg = apply_preset(cfg, args.preset)
-    merged = cfg.to_dict()
     data: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
     if args.config:
         data = read_config_file(args.config)
         # A run record nests the sections under "config"; a hand-written file has them on top.
         sections = data.get("config") or {k: v for k, v in data.items() if k not in RUN_KEYS}
-        for name, values in sections.items():
-            if name not in merged:
-                raise ConfigError(f"unknown config section {name!r} in {args.config!r}")
-            if not isinstance(values, dict):
-                raise ConfigError(f"config section {name!r} in {args.config!r} must be a mapping")
-            merged[name].update(values)
-    for option in options:
-        value = getattr(args, option.flag[2:].replace("-", "_"))
-        if value is not None:
-            merged[option.section][option.field] = value
+    given = {option: getattr(args, option.flag[2:].replace("-", "_")) for option in options}
+    flags = [(option, value) for option, value in given.items() if value is not None]
+    model = EditConfig().model.model
+    if isinstance(sections.get("model"), dict):
+        model = sections["model"].get("model", model)
+    model = next((value for option, value in flags if option.flag == "--model"), model)
+    cfg = config_for_model(str(model))
+    if args.preset:
+        cfg = apply_preset(cfg, args.preset)
+    cfg = merge_settings(cfg, sections, repr(args.config))
+    merged = cfg.to_dict()
+    for option, value in flags:
+        merged[option.section][option.field] = value
     return EditConfig.from_dict(merged).validate(), data

@@ -4,6 +4,9 @@ report's pixel-space background weakening with brightness restores.
 Masks are ``HxW float32`` in [0, 1], 1 = subject.
 """
 
+from typing import TYPE_CHECKING
+
+from pnpsam.lazy import lazy_exports
 from pnpsam.masks.config import (
     DEFAULT_SAM_MODEL,
     DEFAULT_TEXT_MODEL,
@@ -12,45 +15,114 @@ from pnpsam.masks.config import (
     WeakenConfig,
     validate_prompts,
 )
-from pnpsam.masks.files import MaskFileError, load_mask_file, save_mask_outputs, save_mask_png
-from pnpsam.masks.grabcut import grabcut_from_prompts
-from pnpsam.masks.ops import (
-    EmptyMaskWarning,
-    MaskCoverageError,
-    check_mask_coverage,
-    feather_mask,
-    fill_mask_holes,
-    grow_mask,
-    invert_mask,
-    largest_component,
-    overlay_mask,
-    resize_mask,
-    subject_fraction,
-)
-from pnpsam.masks.sam import NotASamModelError, SamPointSegmenter, SamPrediction
-from pnpsam.masks.select import (
-    MaskMaker,
-    SamUnavailableWarning,
-    SubjectMask,
-    finish_mask,
-    make_subject_mask,
-)
-from pnpsam.masks.text import (
-    Detection,
-    NotATextSegmenterError,
-    TextBoxDetector,
-    TextSegmenter,
-    load_text_selector,
-    probability_to_mask,
-    prompts_from_mask,
-)
-from pnpsam.masks.weaken import (
-    DarknessStats,
-    background_gain,
-    luminance,
-    measure_darkness,
-    restore_brightness,
-    weaken_background,
+
+if TYPE_CHECKING:
+    from pnpsam.masks.files import (
+        MaskFileError,
+        load_mask_file,
+        save_mask_outputs,
+        save_mask_png,
+    )
+    from pnpsam.masks.grabcut import (
+        grabcut_from_prompts,
+    )
+    from pnpsam.masks.ops import (
+        EmptyMaskWarning,
+        MaskCoverageError,
+        check_mask_coverage,
+        feather_mask,
+        fill_mask_holes,
+        grow_mask,
+        invert_mask,
+        largest_component,
+        overlay_mask,
+        resize_mask,
+        subject_fraction,
+    )
+    from pnpsam.masks.sam import (
+        NotASamModelError,
+        SamPointSegmenter,
+        SamPrediction,
+    )
+    from pnpsam.masks.select import (
+        MaskMaker,
+        SamUnavailableWarning,
+        SubjectMask,
+        finish_mask,
+        make_subject_mask,
+    )
+    from pnpsam.masks.text import (
+        Detection,
+        NotATextSegmenterError,
+        TextBoxDetector,
+        TextSegmenter,
+        load_text_selector,
+        probability_to_mask,
+        prompts_from_mask,
+    )
+    from pnpsam.masks.weaken import (
+        DarknessStats,
+        background_gain,
+        luminance,
+        measure_darkness,
+        restore_brightness,
+        weaken_background,
+    )
+
+# The mask tools need OpenCV, SciPy and (SAM, text) transformers: imported on first use.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "pnpsam.masks.files": (
+            "MaskFileError",
+            "load_mask_file",
+            "save_mask_outputs",
+            "save_mask_png",
+        ),
+        "pnpsam.masks.grabcut": ("grabcut_from_prompts",),
+        "pnpsam.masks.ops": (
+            "EmptyMaskWarning",
+            "MaskCoverageError",
+            "check_mask_coverage",
+            "feather_mask",
+            "fill_mask_holes",
+            "grow_mask",
+            "invert_mask",
+            "largest_component",
+            "overlay_mask",
+            "resize_mask",
+            "subject_fraction",
+        ),
+        "pnpsam.masks.sam": (
+            "NotASamModelError",
+            "SamPointSegmenter",
+            "SamPrediction",
+        ),
+        "pnpsam.masks.select": (
+            "MaskMaker",
+            "SamUnavailableWarning",
+            "SubjectMask",
+            "finish_mask",
+            "make_subject_mask",
+        ),
+        "pnpsam.masks.text": (
+            "Detection",
+            "NotATextSegmenterError",
+            "TextBoxDetector",
+            "TextSegmenter",
+            "load_text_selector",
+            "probability_to_mask",
+            "prompts_from_mask",
+        ),
+        "pnpsam.masks.weaken": (
+            "DarknessStats",
+            "background_gain",
+            "luminance",
+            "measure_darkness",
+            "restore_brightness",
+            "weaken_background",
+        ),
+    },
 )
 
 __all__ = [

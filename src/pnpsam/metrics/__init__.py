@@ -10,11 +10,34 @@ scores batches on CPU or GPU:
 * :class:`EditMetrics` — all of them per edit, with the subject / background split.
 """
 
-from pnpsam.metrics.background import background_preservation, mse, psnr, ssim
-from pnpsam.metrics.clip_score import ClipScoreConfig, ClipScorer
-from pnpsam.metrics.lpips import LpipsBackend, LpipsConfig, PerceptualDistance
-from pnpsam.metrics.structure import DinoStructureDistance, StructureDistanceConfig
-from pnpsam.metrics.suite import EditMetrics, EditMetricsConfig
+from typing import TYPE_CHECKING
+
+from pnpsam.lazy import lazy_exports
+from pnpsam.metrics.config import (
+    ClipScoreConfig,
+    LpipsBackend,
+    LpipsConfig,
+    StructureDistanceConfig,
+)
+
+if TYPE_CHECKING:
+    from pnpsam.metrics.background import background_preservation, mse, psnr, ssim
+    from pnpsam.metrics.clip_score import ClipScorer
+    from pnpsam.metrics.lpips import PerceptualDistance
+    from pnpsam.metrics.structure import DinoStructureDistance
+    from pnpsam.metrics.suite import EditMetrics, EditMetricsConfig
+
+# The metric models need torch and transformers: imported on first use.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "pnpsam.metrics.background": ("background_preservation", "mse", "psnr", "ssim"),
+        "pnpsam.metrics.clip_score": ("ClipScorer",),
+        "pnpsam.metrics.lpips": ("PerceptualDistance",),
+        "pnpsam.metrics.structure": ("DinoStructureDistance",),
+        "pnpsam.metrics.suite": ("EditMetrics", "EditMetricsConfig"),
+    },
+)
 
 __all__ = [
     "ClipScoreConfig",

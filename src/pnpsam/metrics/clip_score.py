@@ -15,22 +15,14 @@ The definition torchmetrics' ``CLIPScore`` implements and PIE-Bench reports, wit
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from transformers import CLIPModel, CLIPProcessor
 
 from pnpsam.imageio import PixelInput, to_uint8_array
+from pnpsam.metrics.config import ClipScoreConfig
 from pnpsam.metrics.image_inputs import MaskInput, move_to, to_mask_array
-
-
-@dataclass(frozen=True)
-class ClipScoreConfig:
-    """Which CLIP to use and how many images go through it at once."""
-
-    model_id: str = "openai/clip-vit-large-patch14"  # PIE-Bench's / torchmetrics' default
-    batch_size: int = 16  # images per forward pass; bounds memory for large batches
 
 
 def _pooled(features: object) -> torch.Tensor:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -29,22 +27,11 @@ from transformers import AutoImageProcessor, AutoModel
 
 from pnpsam.imageio import PixelInput
 from pnpsam.metrics.background import outside_region
+from pnpsam.metrics.config import LpipsConfig
 from pnpsam.metrics.image_inputs import MaskInput, check_pairs, move_to
-
-LpipsBackend = Literal["auto", "lpips", "transformers"]
 
 LPIPS_NAME = "lpips"
 UNWEIGHTED_NAME = "lpips_unweighted"
-
-
-@dataclass(frozen=True)
-class LpipsConfig:
-    """Which LPIPS flavour to compute (see the module docstring)."""
-
-    backend: LpipsBackend = "auto"
-    net: str = "squeeze"  # lpips-package backbone; PIE-Bench uses SqueezeNet
-    backbone_id: str = "microsoft/resnet-18"  # transformers backend: any CNN with hidden states
-    batch_size: int = 8  # pairs per forward pass
 
 
 def unweighted_lpips(

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from transformers import AutoImageProcessor, ViTModel
 
 from pnpsam.imageio import PixelInput, to_float_array
+from pnpsam.metrics.config import StructureDistanceConfig
 from pnpsam.metrics.image_inputs import MaskInput, check_pairs, move_to, to_mask_array
 
 # Submodule paths of the last block's key projection, newest transformers layout first.
@@ -42,19 +42,6 @@ _KEY_PROJECTION_PATHS = (
     ("layers", "attention.k_proj"),  # transformers >= 5
     ("encoder.layer", "attention.attention.key"),  # transformers 4.x
 )
-
-
-@dataclass(frozen=True)
-class StructureDistanceConfig:
-    """How the structure distance is computed (defaults reproduce Splice / PIE-Bench)."""
-
-    model_id: str = "facebook/dino-vitb8"  # DINO ViT-B/8, the model all three papers use
-    resize: int = 224  # shorter side after resizing (Splice's global resize)
-    max_size: int = 480  # cap on the longer side (torchvision Resize's max_size)
-    antialias: bool = False  # torchvision's tensor Resize default when the papers were written
-    include_cls: bool = True  # Splice / PIE-Bench keep the CLS token in the matrix
-    min_patch_coverage: float = 0.5  # region variants: share of a patch inside the region
-    region_tokens_only: bool = True  # False = PIE-Bench's edit_part (mask pixels, all tokens)
 
 
 def cosine_self_similarity(tokens: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, StableDiffusionPipeline
 
-from pnpsam.config import ModelConfig
+from pnpsam.config import ModelConfig, resolve_model_name
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 REQUIRED_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -58,7 +58,7 @@ def _check_folder(folder: Path) -> None:
 
 
 def _load(cfg: ModelConfig, dtype: torch.dtype) -> StableDiffusionPipeline:
-    path = Path(cfg.model).expanduser()
+    path = Path(resolve_model_name(cfg.model)).expanduser()
     common: dict[str, Any] = {
         "dtype": dtype,
         "safety_checker": None,

@@ -1,17 +1,18 @@
 """Toy-world edit pairs: a rendered source (exact subject and clutter masks) and a target.
 
-The shipped toy model (``TOY_MODEL``) and the edit settings measured for it (``TOY_EDIT``) live
-here too, so the demo, the tests and the benchmarks edit toy photos the same way.
+The shipped toy model (``TOY_MODEL``) and the edit settings measured for it (``TOY_EDIT``, read
+from the model folder's ``pnpsam_defaults.json``, which every front end applies) are named here
+too, so the demo, the tests and the benchmarks edit toy photos the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from pnpsam.config import TOY_MODEL_DIR, model_defaults
 from pnpsam.toyworld.measure import score_edit
 from pnpsam.toyworld.world import (
     BACKGROUNDS,
@@ -22,7 +23,7 @@ from pnpsam.toyworld.world import (
     sample_specs,
 )
 
-TOY_MODEL = Path(__file__).resolve().parent.parent / "assets" / "toy"
+TOY_MODEL = TOY_MODEL_DIR
 # The toy UNet has one layer per block (2 resnets per up block, LDM output blocks 0-7). The
 # paper's residual site (up_blocks[1].resnets[1], block 3) runs at 4x4 there; block 4
 # (up_blocks[2].resnets[0]) runs at 8x8 and is used here, with every decoder self-attention
@@ -32,15 +33,9 @@ TOY_MODEL = Path(__file__).resolve().parent.parent / "assets" / "toy"
 # guidance 6: PnP 0.50 / 0.56 / 0.81 (residual 4+5: 0.56); guidance 7.5: PnP 0.48. Residual
 # 3 alone or attention alone change almost nothing against no injection. Guidance 4 is also
 # the model's best text-to-image guidance. The tokenizer holds 16 tokens: the port's
-# negative prompt would be cut, so none is used.
-TOY_EDIT = {
-    "pnp": {
-        "residual_blocks": [4],
-        "attention_blocks": [2, 3, 4, 5, 6, 7],
-        "negative_prompt": "",
-        "guidance": 4.0,
-    }
-}
+# negative prompt would be cut, so none is used. These settings are the model folder's
+# pnpsam_defaults.json, which every front end applies under the user's own settings.
+TOY_EDIT = model_defaults(str(TOY_MODEL))
 
 
 @dataclass(frozen=True)
