@@ -76,11 +76,50 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = 64_000_000) -> Im
         raise
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
         raise ImageInputError(f"cannot read {str(path)!r} as an image: {err}") from err
-    return to_rgb(ImageOps.exif_transpose(image) or image)
+    try:
+        return to_rgb(ImageOps.exif_transpose(image) or image)
+    except ImageInputError as err:  # a bit depth or range that cannot be scaled
+        raise ImageInputError(f"image {str(path)!r}: {err}") from err
+
+
+# Single-channel modes deeper than 8 bits, whose convert("RGB") clips instead of scaling: a
+# 16-bit greyscale PNG came out almost white, a float TIFF black.
+HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _high_depth_to_l(image: Image.Image) -> Image.Image:
+    """A 16-bit or 32-bit integer or float greyscale image as 8-bit "L", scaled by its range.
+
+    Integers: 0-65535 (16 bits) -> 0-255; a 32-bit integer image with values outside 0-65535
+    is refused. Floats: 0.0-1.0 -> 0-255; NaN/inf or values outside [0, 1] are refused, naming
+    the range found (there is no agreed white for them).
+    """
+    pixels = np.asarray(image)
+    if image.mode == "F":
+        if not np.isfinite(pixels).all():
+            raise ImageInputError("float image holds NaN or infinite values")
+        low, high = float(pixels.min()), float(pixels.max())
+        if low < 0.0 or high > 1.0:
+            raise ImageInputError(
+                f"float image has values in [{low:g}, {high:g}]; expected [0, 1] "
+                "(convert it to 8 or 16 bits first)"
+            )
+        scaled = pixels * 255.0
+    else:
+        low, high = int(pixels.min()), int(pixels.max())
+        if low < 0 or high > 65535:
+            raise ImageInputError(
+                f"{image.mode} image has values in [{low}, {high}]; expected 16-bit 0-65535"
+            )
+        scaled = pixels.astype(np.float64) / 257.0
+    return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB copy of ``image``: transparency composited on white, palette/greyscale expanded."""
+    """RGB copy of ``image``: transparency composited on white, palette/greyscale expanded,
+    16-bit and float greyscale scaled by their range (see :func:`_high_depth_to_l`)."""
+    if image.mode in HIGH_DEPTH_MODES:
+        image = _high_depth_to_l(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -221,6 +260,19 @@ def pil_to_tensor_range(image: Image.Image) -> np.ndarray:
     return array.transpose(2, 0, 1)[None]
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the system shows it (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (the only portable way to read it)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Run ``write(tmp)`` then rename to ``path``: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,6 +280,8 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        # mkstemp makes 0600; the file gets the mode any new file would (0666 less the umask)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

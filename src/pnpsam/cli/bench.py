@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.util import find_spec
 from typing import Any, get_args
 
 import yaml
@@ -25,6 +26,7 @@ from pnpsam.metrics.config import (
     LpipsConfig,
     StructureDistanceConfig,
 )
+from pnpsam.models.hub import check_available, unavailable
 
 # The edit settings a benchmark usually varies: the same flags as ``pnpsam edit``.
 BENCH_FLAGS = (
@@ -98,6 +100,21 @@ def _edit_config(args: argparse.Namespace) -> EditConfig:
     return cfg
 
 
+METRICS_ADVICE = (
+    "give local folders (--dino-model, --clip-model, --lpips-backbone) or skip scoring with "
+    "--no-metrics"
+)
+
+
+def metric_models(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(role, hub id or folder) of each metric model ``bench`` will load."""
+    models = [("the DINO structure model", args.dino_model), ("the CLIP model", args.clip_model)]
+    # "auto" uses the lpips package when installed, else the transformers backbone
+    if args.lpips == "transformers" or (args.lpips == "auto" and not find_spec("lpips")):
+        models.append(("the LPIPS backbone", args.lpips_backbone))
+    return models
+
+
 def parse_sweep(text: str) -> tuple[str, list[Any]]:
     """``"pnp_f_t=0.2,0.5"`` -> ("pnp_f_t", [0.2, 0.5]); values are YAML."""
     key, sep, raw = text.partition("=")
@@ -125,20 +142,27 @@ def run_bench(args: argparse.Namespace) -> int:
     if not items:
         raise ConfigError(f"dataset {str(args.dataset)!r} holds no items: nothing to run")
     config = _edit_config(args)
+    if not args.no_metrics:  # offline and not cached: fail now, not after loading the editor
+        for what, model_id in metric_models(args):
+            check_available(model_id, what, METRICS_ADVICE)
     editor = PnPEditor.from_pretrained(config.model)
     if args.quiet:
         editor.set_progress_bar_config(disable=True)
     device = args.metrics_device or editor.device
     metrics = None
     if not args.no_metrics:
-        metrics = EditMetrics.from_pretrained(
-            EditMetricsConfig(
-                structure=StructureDistanceConfig(model_id=args.dino_model),
-                clip=ClipScoreConfig(model_id=args.clip_model),
-                lpips=LpipsConfig(backend=args.lpips, backbone_id=args.lpips_backbone),
-            ),
-            device=device,
-        )
+        try:
+            metrics = EditMetrics.from_pretrained(
+                EditMetricsConfig(
+                    structure=StructureDistanceConfig(model_id=args.dino_model),
+                    clip=ClipScoreConfig(model_id=args.clip_model),
+                    lpips=LpipsConfig(backend=args.lpips, backbone_id=args.lpips_backbone),
+                ),
+                device=device,
+            )
+        except OSError as error:  # not found, gated, or a local folder that is not there
+            names = " / ".join(model_id for _, model_id in metric_models(args))
+            raise unavailable(names, "the metric models", METRICS_ADVICE, error) from error
     runner = BenchmarkRunner(
         editor,
         config,

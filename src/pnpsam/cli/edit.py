@@ -96,6 +96,7 @@ def run_edit(args: argparse.Namespace) -> int:
     from pnpsam.api import PnPEditor
     from pnpsam.imageio import load_image, save_json, save_png
     from pnpsam.masks import overlay_mask
+    from pnpsam.masks.select import check_mask_models
 
     cfg, image, prompts = resolve_run(args)
     out = Path(args.out)
@@ -107,6 +108,7 @@ def run_edit(args: argparse.Namespace) -> int:
         )
     picture = load_image(image, cfg.preprocess.max_input_pixels)  # fail before loading a model
     cfg.mask.validate(picture.height, picture.width)  # clicks outside the image, by name
+    check_mask_models(cfg.mask)  # offline: a text model or SAM with no fallback fails now
     started = time.perf_counter()
     editor = PnPEditor.from_pretrained(cfg.model, cache_dir=args.cache)
     # bars on stderr also when it is not a terminal (a log), unless --quiet

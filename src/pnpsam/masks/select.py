@@ -39,6 +39,27 @@ from pnpsam.masks.text import (
     probability_to_mask,
     prompts_from_mask,
 )
+from pnpsam.models.hub import ModelUnavailableError, check_available, unavailable
+
+SAM_ADVICE = (
+    "give a local SAM folder (--sam-model), a mask file (--mask), or allow the GrabCut fallback"
+)
+TEXT_ADVICE = (
+    "give a local CLIPSeg / Grounding DINO folder (--text-model), clicks (--point) or a mask "
+    "file (--mask)"
+)
+
+
+def check_mask_models(cfg: MaskConfig) -> None:
+    """Raise :class:`ModelUnavailableError` at once (before any other model is loaded) when a
+    model the mask needs without a fallback is on an offline hub and not cached."""
+    if cfg.mask_file:
+        return
+    clicks = bool(cfg.points) or cfg.box is not None
+    if cfg.subject and not clicks:
+        check_available(cfg.text_model, "the text model", TEXT_ADVICE)
+    if (clicks or cfg.subject) and not cfg.grabcut_fallback:
+        check_available(cfg.sam_model, "SAM", SAM_ADVICE)
 
 
 class SamUnavailableWarning(UserWarning):
@@ -94,16 +115,30 @@ class MaskMaker:
         """The SAM segmenter for ``model_id``, loaded on first use."""
         if model_id not in self._sam:
             self._sam[model_id] = SamPointSegmenter.from_pretrained(
-                model_id, device=self.device, dtype=self.dtype, **self.load_kwargs
+                model_id, device=self.device, dtype=self.dtype, **self._hub(model_id, "SAM")
             )
         return self._sam[model_id]
+
+    def _hub(self, model_id: str, what: str) -> dict[str, Any]:
+        """``load_kwargs``, offline-safe: an uncached hub id on an offline hub fails at once
+        (:class:`ModelUnavailableError`, an ``OSError``), a cached one loads without retries."""
+        advice = SAM_ADVICE if what == "SAM" else TEXT_ADVICE
+        if check_available(model_id, what, advice):
+            return {**self.load_kwargs, "local_files_only": True}
+        return self.load_kwargs
 
     def text_selector(self, model_id: str) -> TextSelector:
         """The text selector (CLIPSeg or Grounding DINO) for ``model_id``, loaded on first use."""
         if model_id not in self._text:
-            self._text[model_id] = load_text_selector(
-                model_id, device=self.device, dtype=self.dtype, **self.load_kwargs
-            )
+            kwargs = self._hub(model_id, "the text model")
+            try:
+                self._text[model_id] = load_text_selector(
+                    model_id, device=self.device, dtype=self.dtype, **kwargs
+                )
+            except ModelUnavailableError:
+                raise
+            except OSError as error:
+                raise unavailable(model_id, "the text model", TEXT_ADVICE, error) from error
         return self._text[model_id]
 
     def _sam_on_image(self, model_id: str, image: np.ndarray) -> SamPointSegmenter:
@@ -153,7 +188,9 @@ class MaskMaker:
             return self._sam_on_image(cfg.sam_model, image)
         except OSError as error:  # no weights: offline, unknown id, missing folder
             if not cfg.grabcut_fallback:
-                raise
+                if isinstance(error, ModelUnavailableError):
+                    raise
+                raise unavailable(cfg.sam_model, "SAM", SAM_ADVICE, error) from error
             details["sam_error"] = str(error)
             warnings.warn(
                 f"could not load SAM {cfg.sam_model!r} ({error}); using {fallback} instead, "
@@ -201,9 +238,8 @@ class MaskMaker:
         try:
             selector = self.text_selector(cfg.text_model)
         except OSError as error:  # no fallback: without a text model "the goldfish" means nothing
-            raise OSError(
-                f"cannot load the text model {cfg.text_model!r} needed to select "
-                f"subject={subject!r} (give clicks or a mask file instead): {error}"
+            raise ModelUnavailableError(
+                f"{error} (needed to select subject={subject!r})"
             ) from error
         details: dict[str, Any] = {
             "subject": subject,

@@ -14,6 +14,7 @@ import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, StableDiffusionPipeline
 
 from pnpsam.config import ModelConfig, resolve_model_name
+from pnpsam.models.hub import ModelUnavailableError, check_available, unavailable
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 REQUIRED_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -23,6 +24,39 @@ PICKLED_SINGLE_FILE = (".ckpt", ".pt", ".pth", ".bin")
 
 class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message names the model and the reason."""
+
+
+MODEL_ADVICE = "give a local diffusers folder or .safetensors file as the model (--model)"
+# Tensor-name prefixes of a Stable Diffusion UNet in the single-file layouts diffusers reads:
+# the original LDM checkpoint, and a diffusers UNet saved as one file.
+SD_UNET_PREFIXES = ("model.diffusion_model.", "unet.", "down_blocks.", "conv_in.")
+
+
+def check_single_file(path: Path, config: str | None) -> None:
+    """Refuse a ``.safetensors`` that holds no Stable Diffusion UNet, by reading only its header
+    (diffusers would otherwise guess a model type and go to the hub for its configs)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            names = list(handle.keys())
+    except Exception as error:  # safetensors raises its own error types for a bad header
+        raise ModelLoadError(
+            f"{str(path)!r} is not a readable .safetensors file: {error}"
+        ) from None
+    if not any(name.startswith(SD_UNET_PREFIXES) for name in names):
+        shown = ", ".join(names[:3]) or "no tensors"
+        raise ModelLoadError(
+            f"{str(path)!r} is not a Stable Diffusion checkpoint: none of its {len(names)} "
+            f"tensors ({shown}, ...) is a UNet weight (model.diffusion_model.*). Give a SD "
+            "1.x/2.x checkpoint or a diffusers folder"
+            + (
+                ""
+                if config
+                else "; for a checkpoint in another layout, name its configs with "
+                "--single-file-config (a diffusers folder or hub id)"
+            )
+        )
 
 
 def resolve_device(device: str) -> torch.device:
@@ -76,6 +110,8 @@ def _load(cfg: ModelConfig, dtype: torch.dtype) -> StableDiffusionPipeline:
                 f"{str(path)!r} is not a checkpoint file (expected .safetensors, or .ckpt with "
                 "--allow-pickle) nor a diffusers folder"
             )
+        if suffix in SAFE_SINGLE_FILE:
+            check_single_file(path, cfg.single_file_config)
         kwargs = dict(common)
         if cfg.single_file_config:
             kwargs["config"] = cfg.single_file_config
@@ -90,7 +126,13 @@ def _load(cfg: ModelConfig, dtype: torch.dtype) -> StableDiffusionPipeline:
         raise ModelLoadError(
             f"model {cfg.model!r} is neither an existing file or folder nor a hub id (owner/name)"
         )
-    return StableDiffusionPipeline.from_pretrained(cfg.model, revision=cfg.revision, **common)
+    cached = check_available(cfg.model, "Stable Diffusion model", MODEL_ADVICE, cfg.revision)
+    try:
+        return StableDiffusionPipeline.from_pretrained(
+            cfg.model, revision=cfg.revision, local_files_only=cached, **common
+        )
+    except OSError as error:
+        raise unavailable(cfg.model, "Stable Diffusion model", MODEL_ADVICE, error) from error
 
 
 def load_stable_diffusion(cfg: ModelConfig) -> tuple[StableDiffusionPipeline, torch.device]:
@@ -106,6 +148,8 @@ def load_stable_diffusion(cfg: ModelConfig) -> tuple[StableDiffusionPipeline, to
         pipe = _load(cfg, dtype)
     except ModelLoadError:
         raise
+    except ModelUnavailableError as error:  # offline, not found, gated: already explained
+        raise ModelLoadError(str(error)) from error
     except (OSError, ValueError, KeyError) as err:
         raise ModelLoadError(f"could not load Stable Diffusion model {cfg.model!r}: {err}") from err
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False)
