@@ -19,7 +19,8 @@ Three formats:
   ``prompts``, as the config file calls them; or ``target_prompt``, one string);
   ``source_prompt``; ``id``; ``seed``; ``points`` (``[[x, y], ...]`` pixels) with
   ``point_labels`` (1 = subject, 0 = not; default all 1); ``box`` (``[x0, y0, x1, y1]``
-  pixels); ``mask`` (image file, white = subject). Other fields go to
+  pixels); ``mask`` (image file, white = subject); ``subject`` (text naming the subject).
+  Other fields go to
   ``extra``. In CSV, list cells are JSON (``[[10, 20]]``) and ``target_prompts``/``prompts``
   may also be ``|``-separated text.
 
@@ -100,6 +101,7 @@ class EditItem:
     box: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 pixels
     mask: Path | np.ndarray | RleMask | None = None  # file, HxW array, or PIE-Bench RLE
     seed: int = 0
+    subject: str | None = None  # text naming the subject (manifests), for text selection
     extra: Mapping[str, Any] = field(default_factory=dict)  # format-specific fields, verbatim
 
     def load_mask(self) -> np.ndarray | None:
@@ -373,8 +375,8 @@ def _find_ti2i_image(init_img: str, root: Path) -> Path | None:
 # ---------------------------------------------------------------- manifests
 
 
-def load_manifest(path: str | Path, check_files: bool = True) -> list[EditItem]:
-    """Load a JSONL or CSV manifest (see the module docstring for the fields)."""
+def load_manifest(path: str | Path, check_files: bool = True, seed: int = 0) -> list[EditItem]:
+    """Load a JSONL or CSV manifest (see the module docstring; ``seed`` where an entry has none)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".csv"):
@@ -385,7 +387,8 @@ def load_manifest(path: str | Path, check_files: bool = True) -> list[EditItem]:
         raise DatasetError(f"{path}: cannot read manifest: {error}") from error
     records = _jsonl_records(text, path) if suffix == ".jsonl" else _csv_records(text, path)
     items = [
-        _manifest_item(path, index, record, check_files, line) for index, line, record in records
+        _manifest_item(path, index, record, check_files, line, seed)
+        for index, line, record in records
     ]
     return _check_unique_ids(items, path, [line for _, line, _ in records])
 
@@ -457,16 +460,27 @@ _MANIFEST_FIELDS = {
     "box",
     "mask",
     "seed",
+    "subject",
 }
 
 
+def default_item_id(index: int, image: str) -> str:
+    """The id of a manifest entry that gives none: its index and the image's stem."""
+    return f"{index:04d}_{Path(image).stem}"
+
+
 def _manifest_item(
-    path: Path, index: int, record: dict[str, Any], check_files: bool, line: int | None = None
+    path: Path,
+    index: int,
+    record: dict[str, Any],
+    check_files: bool,
+    line: int | None = None,
+    seed: int = 0,
 ) -> EditItem:
     folder = path.parent
     read = _EntryReader(path, index, record, record.get("id"), line)
     image = read.text("image")
-    item_id = str(record.get("id") or f"{index:04d}_{Path(image).stem}")
+    item_id = str(record.get("id") or default_item_id(index, image))
     read.item_id = item_id
     image_path = folder / image
     if check_files:
@@ -492,16 +506,22 @@ def _manifest_item(
     box = read.numbers("box", count=4)
     if box is not None and not (box[0] < box[2] and box[1] < box[3]):
         raise read.error("box", f"expected x0 < x1 and y0 < y1, got {list(box)}")
+    subject = None
+    if "subject" in record:
+        subject = read.text("subject")
+        if not subject.strip():
+            raise read.error("subject", "empty")
     return EditItem(
         id=item_id,
         image_path=image_path,
+        subject=subject,
         source_prompt=read.text("source_prompt", default=""),
         target_prompts=targets,
         points=points,
         point_labels=read.point_labels(points),
         box=None if box is None else (box[0], box[1], box[2], box[3]),
         mask=mask,
-        seed=read.integer("seed", 0),
+        seed=read.integer("seed", seed),
         extra={k: v for k, v in record.items() if k not in _MANIFEST_FIELDS},
     )
 

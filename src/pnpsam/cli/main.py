@@ -1,7 +1,8 @@
 """The ``pnpsam`` command: one parser with a subcommand per front end.
 
 ``pnpsam edit`` translates photos, ``pnpsam demo`` compares every method on toy-world photos,
-``pnpsam bench`` runs methods over a dataset. A user error (bad value, unreadable file, model
+``pnpsam bench`` runs methods over a dataset, ``pnpsam batch`` edits many photos (resumably,
+in-process or on Ray). A user error (bad value, unreadable file, model
 that cannot be loaded) prints one line naming the problem and exits with status 2.
 """
 
@@ -11,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from pnpsam.cli.batch import add_batch_parser
 from pnpsam.cli.bench import add_bench_parser
 from pnpsam.cli.demo import add_demo_parser
 from pnpsam.cli.edit import add_edit_parser
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_edit_parser(subparsers)
     add_demo_parser(subparsers)
     add_bench_parser(subparsers)
+    add_batch_parser(subparsers)
     return parser
 
 

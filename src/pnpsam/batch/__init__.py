@@ -1,0 +1,33 @@
+"""``pnpsam batch``: edit many photos, resumably, in-process or on Ray.
+
+Python use::
+
+    from pnpsam.batch import BatchRunner, LocalEngine, load_jobs
+    jobs = load_jobs("photos/", ["a photo of a robot"])
+    summary = BatchRunner("out", config).run(jobs, LocalEngine())
+
+``RayEngine`` (``pnpsam[ray]``) runs the same :func:`edit_photo` in a Ray actor pool; both
+engines write byte-identical outputs.
+"""
+
+from pnpsam.batch.jobs import BatchInputError, PhotoJob, load_jobs, safe_name
+from pnpsam.batch.local import Engine, LocalEngine, Work
+from pnpsam.batch.photo import PhotoResult, PhotoWork, edit_photo
+from pnpsam.batch.runner import BatchAbortedError, BatchRunner, BatchSummary, read_index
+
+__all__ = [
+    "BatchAbortedError",
+    "BatchInputError",
+    "BatchRunner",
+    "BatchSummary",
+    "Engine",
+    "LocalEngine",
+    "PhotoJob",
+    "PhotoResult",
+    "PhotoWork",
+    "Work",
+    "edit_photo",
+    "load_jobs",
+    "read_index",
+    "safe_name",
+]

@@ -1,0 +1,170 @@
+"""One photo of a batch, as a pure function: :func:`edit_photo` writes nothing.
+
+Both engines call it (in-process, or in Ray actors) and hand its :class:`PhotoResult` — the
+encoded PNG bytes and the JSON record — to the driver, which alone writes files. The PNGs are
+encoded here, once, by one encoder, so every engine writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pnpsam.api import PnPEditor
+from pnpsam.batch.jobs import PhotoJob
+from pnpsam.config import EditConfig
+from pnpsam.imageio import load_image
+from pnpsam.masks import overlay_mask
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """``image`` encoded as ``imageio.save_png`` encodes it (PIL's PNG defaults)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def output_names(name: str, prompts: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """File names of one photo's outputs, as ``pnpsam edit`` names them for stem ``name``.
+
+    Keys: ``"png:K"`` per prompt, ``"mask"``, ``"overlay"``, ``"record"``.
+    """
+    from pnpsam.cli.edit import OutputPaths  # the one definition of edit's names
+
+    # OutputPaths takes an image path and uses its stem; the name is already a safe stem
+    paths = OutputPaths.of(Path(), f"{name}.png", prompts)
+    names = {f"png:{k}": p.name for k, p in enumerate(paths.pngs)}
+    names.update(mask=paths.mask.name, overlay=paths.overlay.name, record=paths.record.name)
+    return names
+
+
+@dataclass
+class PhotoResult:
+    """What :func:`edit_photo` made of one job.
+
+    ``files``: file name -> PNG bytes (the edits, and the subject mask and overlay when there
+    is a subject), in writing order; the record (``record``) is written last, by the driver.
+    ``error``: the failure's one-line reason (then ``files`` is empty and ``record`` None).
+    """
+
+    name: str
+    settings: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    record: dict[str, Any] | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    fatal: bool = False  # the worker could not start (model not loaded): stop the run
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def pack(self) -> bytes:
+        """One bytes blob (JSON header line, then the files), for transport between processes."""
+        header = {
+            "name": self.name,
+            "settings": self.settings,
+            "record": self.record,
+            "error": self.error,
+            "seconds": self.seconds,
+            "fatal": self.fatal,
+            "files": [[name, len(data)] for name, data in self.files.items()],
+        }
+        return b"".join([json.dumps(header).encode(), b"\n", *self.files.values()])
+
+    @classmethod
+    def unpack(cls, blob: bytes) -> PhotoResult:
+        head, _, body = blob.partition(b"\n")
+        header = json.loads(head)
+        files, offset = {}, 0
+        for name, size in header["files"]:
+            files[name] = body[offset : offset + size]
+            offset += size
+        return cls(
+            header["name"],
+            header["settings"],
+            files,
+            header["record"],
+            header["error"],
+            header["seconds"],
+            header["fatal"],
+        )
+
+
+def edit_photo(editor: PnPEditor, job: PhotoJob, config: EditConfig) -> PhotoResult:
+    """Edit one photo by all its prompts (one inversion); a failure comes back as a result.
+
+    ``config``: the run's config; the job's seed and subject are applied to it. The record is
+    ``EditResult.record`` (so ``pnpsam edit --config`` of it reproduces the PNGs) plus a
+    ``batch`` entry with the job's name and settings digest.
+    """
+    started = time.perf_counter()
+    settings = job.settings(config)
+    try:
+        cfg = job.config(config)
+        picture = load_image(job.image, cfg.preprocess.max_input_pixels)
+        result = editor.edit(picture, list(job.prompts), cfg)
+        names = output_names(job.name, job.prompts)
+        files = {names[f"png:{k}"]: png_bytes(image) for k, image in enumerate(result.images)}
+        subject = result.subject
+        if subject is not None:
+            mask = Image.fromarray((subject.mask * 255).round().astype(np.uint8))
+            overlay = overlay_mask(np.asarray(result.source), subject.mask)
+            files[names["mask"]] = png_bytes(mask)
+            files[names["overlay"]] = png_bytes(Image.fromarray(overlay))
+        record = result.record(job.image, [names[f"png:{k}"] for k in range(len(job.prompts))])
+        record["batch"] = {"name": job.name, "settings": settings}
+    except Exception as error:  # a failed photo is recorded and the run goes on
+        reason = traceback.format_exception_only(type(error), error)[-1].strip()
+        return PhotoResult(job.name, settings, error=reason, seconds=time.perf_counter() - started)
+    return PhotoResult(job.name, settings, files, record, seconds=time.perf_counter() - started)
+
+
+@dataclass
+class PhotoWork:
+    """``pnpsam batch``'s :class:`~pnpsam.batch.local.Work`: load the model once, edit jobs.
+
+    Picklable before ``setup`` (configs only): Ray ships it to each actor, which loads its own
+    model there.
+    """
+
+    config: EditConfig
+    editor: PnPEditor | None = None
+
+    def setup(self) -> None:
+        if self.editor is None:
+            self.editor = PnPEditor.from_pretrained(self.config.model)
+            self.editor.set_progress_bar_config(disable=True)
+
+    def __call__(self, job: PhotoJob) -> PhotoResult:
+        if self.editor is None:
+            self.setup()
+        assert self.editor is not None
+        return edit_photo(self.editor, job, self.config)
+
+    def failed(self, job: PhotoJob, reason: str) -> PhotoResult:
+        return PhotoResult(job.name, job.settings(self.config), error=reason, fatal=True)
+
+    def encode_task(self, job: PhotoJob) -> str:
+        return json.dumps(job.to_dict())
+
+    def decode_task(self, text: str) -> PhotoJob:
+        return PhotoJob.from_dict(json.loads(text))
+
+    def encode_result(self, result: PhotoResult) -> bytes:
+        return result.pack()
+
+    def decode_result(self, blob: bytes) -> PhotoResult:
+        return PhotoResult.unpack(blob)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a loaded model never travels: each process loads its own
+        return {**self.__dict__, "editor": None}

@@ -1,0 +1,271 @@
+"""``pnpsam batch`` end to end on the toy model: resumable runs, failures, kills, Ray engine.
+
+Six toy photos x 2 prompts at 32 px and 3 steps; one local run is shared by the tests, Ray is
+started once for the module's Ray tests (``ray.init(num_cpus=2)``) and shut down after them
+(the Ray tests are skipped where Ray is not installed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from pnpsam.batch import PhotoJob, PhotoResult, PhotoWork, ray_engine, read_index
+from pnpsam.cli import main
+from pnpsam.toyworld.pairs import TOY_MODEL
+from pnpsam.toyworld.world import render_scene, sample_specs
+
+PROMPTS = ["a red circle on grass", "a blue square on sand"]
+TOY = [
+    "--model",
+    str(TOY_MODEL),
+    "--device",
+    "cpu",
+    "--size",
+    "32",
+    "--steps",
+    "3",
+    "--inversion-steps",
+    "3",
+    "--residual-blocks",
+    "4",
+    "--attention-blocks",
+    "2-7",
+    "--negative-prompt",
+    "",
+    "--guidance",
+    "4",
+    "--quiet",
+]
+PHOTOS = [f"p{i}" for i in range(6)]
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+
+def batch_args(source: Path, out: Path, *extra: str) -> list[str]:
+    prompts = [arg for p in PROMPTS for arg in ("--prompt", p)]
+    return ["batch", str(source), *prompts, "--out", str(out), *TOY, *extra]
+
+
+def digests(folder: Path) -> dict[str, tuple[str, int]]:
+    """File name -> (sha256, mtime in ns) of every output (not the index)."""
+    return {
+        p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.iterdir())
+        if p.name != "index.jsonl"
+    }
+
+
+def pngs(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six toy photos and one file that is not an image."""
+    folder = tmp_path_factory.mktemp("photos")
+    for i, spec in enumerate(sample_specs(6, seed=0)):
+        Image.fromarray(render_scene(spec, seed=i).image).save(folder / f"p{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    return folder
+
+
+@dataclass
+class Run:
+    out: Path
+    status: int
+    output: str
+
+
+@pytest.fixture(scope="module")
+def local_run(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    out = tmp_path_factory.mktemp("local")
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        status = main(batch_args(photos, out))
+    return Run(out, status, buffer.getvalue())
+
+
+def test_local_run_writes_every_output_and_record_and_records_the_broken_photo(
+    local_run: Run, photos: Path, tmp_path: Path
+) -> None:
+    out = local_run.out
+    assert local_run.status == 1  # some photo failed; the run still went through
+    assert "7 photos: 6 done, 0 skipped (finished earlier), 1 failed" in local_run.output
+    for name in PHOTOS:
+        record = json.loads((out / f"{name}.json").read_text())
+        assert record["outputs"] == [
+            f"{name}_00_a-red-circle-on-grass.png",
+            f"{name}_01_a-blue-square-on-sand.png",
+        ]
+        assert record["prompts"] == PROMPTS
+        assert record["image"] == str(photos / f"{name}.png")
+        # one inversion (3 rows), source stream while injecting (2), 2 x 2 prompts x 3 steps
+        assert record["unet_evaluations"] == 3 + 2 + 2 * 2 * 3
+        for file in record["outputs"]:
+            assert Image.open(out / file).size == (32, 32)
+    rows = read_index(out / "index.jsonl")
+    assert sorted(r["name"] for r in rows if r["status"] == "done") == PHOTOS
+    [broken] = [r for r in rows if r["status"] == "failed"]
+    assert broken["name"] == "broken" and "cannot read" in broken["error"]
+    assert not (out / "broken.json").exists()
+    assert "UNet row-evaluations" in local_run.output and "photos/s" in local_run.output
+
+    # the record reproduces the images through `pnpsam edit --config`
+    again = tmp_path / "again"
+    assert main(["edit", "--config", str(out / "p0.json"), "--out", str(again), "--quiet"]) == 0
+    assert pngs(again) == {k: v for k, v in pngs(out).items() if k.startswith("p0_")}
+
+
+def test_rerun_skips_finished_photos_and_rewrites_no_byte(
+    local_run: Run, photos: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = digests(local_run.out)
+    assert main(batch_args(photos, local_run.out)) == 0
+    assert "0 done, 7 skipped (finished earlier), 0 failed" in capsys.readouterr().out
+    assert digests(local_run.out) == before  # same bytes and mtimes
+
+    assert main(batch_args(photos, local_run.out, "--retry-failed")) == 1
+    assert "0 done, 6 skipped (finished earlier), 1 failed" in capsys.readouterr().out
+    assert digests(local_run.out) == before
+    failures = [r for r in read_index(local_run.out / "index.jsonl") if r["status"] == "failed"]
+    assert [r["name"] for r in failures] == ["broken", "broken"]
+
+
+def test_killed_run_resumes_with_only_the_missing_photos(
+    local_run: Run, photos: Path, tmp_path: Path
+) -> None:
+    """SIGKILL the driver after two photos; the re-run does the other four, touches nothing."""
+    out = tmp_path / "out"
+    good = tmp_path / "good"
+    good.mkdir()
+    for name in PHOTOS:
+        (good / f"{name}.png").write_bytes((photos / f"{name}.png").read_bytes())
+    # Ray blocked: the local engine must work without it; one thread as in this process
+    code = (
+        "import sys, torch; torch.set_num_threads(1); sys.modules['ray'] = None; "
+        "from pnpsam.cli import main; "
+        f"sys.exit(main({batch_args(good, out)!r}))"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    driver = subprocess.Popen([sys.executable, "-c", code], env=env)
+    index = out / "index.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and driver.poll() is None:
+        done = [r for r in read_index(index) if r["status"] == "done"]
+        if len(done) >= 2:
+            break
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    finished = [r["name"] for r in read_index(index) if r["status"] == "done"]
+    assert 2 <= len(finished) < 6, "the kill should land mid-run"
+    kept = {k: v for k, v in digests(out).items() if k.split("_")[0].split(".")[0] in finished}
+
+    status = main(batch_args(good, out))
+    assert status == 0
+    rows = read_index(index)
+    redone = [r["name"] for r in rows if r["status"] == "done" and r["name"] not in finished]
+    assert sorted(redone) == sorted(set(PHOTOS) - set(finished))  # each missing photo once
+    after = digests(out)
+    assert {k: after[k] for k in kept} == kept  # same bytes, same mtimes
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+    assert pngs(out) == {k: v for k, v in pngs(local_run.out).items()}  # as if never killed
+
+
+def test_engine_ray_without_ray_says_how_to_install_it(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    assert main(batch_args(photos, tmp_path / "out", "--engine", "ray")) == 2
+    assert "pip install pnpsam[ray]" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Any]:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@dataclass
+class DyingWork(PhotoWork):
+    """Kills its Ray actor's process in the middle of photo p2, once (``marker`` remembers)."""
+
+    marker: str = ""
+
+    def __call__(self, job: PhotoJob) -> PhotoResult:
+        if job.name == "p2":
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                os._exit(1)
+        return super().__call__(job)
+
+
+def test_ray_engine_writes_the_local_bytes_even_when_an_actor_dies_mid_run(
+    ray_cluster: Any,
+    local_run: Run,
+    photos: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--engine ray --workers 2`, one actor killed in the middle of p2: every photo exactly
+    once, the broken one recorded, and the PNGs byte-identical to the local engine's.
+
+    (One Ray run shows both: each actor start loads torch and the model, tens of seconds on
+    a busy 2-core machine.)
+    """
+    marker = tmp_path / "died"
+
+    class DyingEngine(ray_engine.RayEngine):
+        def run(self, work: Any, tasks: Any) -> Any:
+            return super().run(DyingWork(work.config, marker=str(marker)), tasks)
+
+    # the workers cannot import this test module: ship DyingWork by value
+    ray_cluster.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(ray_engine, "RayEngine", DyingEngine)
+    out = tmp_path / "ray"
+    assert main(batch_args(photos, out, "--engine", "ray", "--workers", "2")) == 1
+    assert "7 photos: 6 done, 0 skipped (finished earlier), 1 failed" in capsys.readouterr().out
+    assert marker.exists()  # an actor did die in the middle of p2
+    rows = read_index(out / "index.jsonl")
+    assert sorted(r["name"] for r in rows if r["status"] == "done") == PHOTOS  # each once
+    assert [r["name"] for r in rows if r["status"] == "failed"] == ["broken"]
+    assert {r["engine"] for r in rows} == {"ray"}
+    assert pngs(out) == pngs(local_run.out)
+
+
+def test_manifest_errors_name_the_file_line_and_field_before_any_model_loads(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "m.jsonl"
+    good = {"image": str(photos / "p0.png"), "prompts": PROMPTS}
+    lines = [json.dumps(good), "", json.dumps({**good, "box": [5, 5, 1]})]
+    manifest.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    assert main(["batch", str(manifest), "--out", str(out), "--model", "/no/such/model"]) == 2
+    [message] = capsys.readouterr().err.strip().splitlines()
+    assert f"{manifest}, line 3: entry 1" in message and "field 'box'" in message
+    assert not out.exists()
+    assert main(["batch", str(manifest), "--prompt", "x", "--out", str(out)]) == 2
+    assert "manifest" in capsys.readouterr().err and not out.exists()
