@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pnpsam.cli.options import OPTIONS, HelpFormatter, add_options, resolve_config
 from pnpsam.config import PRESETS, ConfigError, EditConfig
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from pnpsam.outputs import OutputSet
 
 
 def add_edit_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -87,48 +94,106 @@ class OutputPaths:
     def all(self) -> list[Path]:
         return [*self.pngs, self.mask, self.overlay, self.record]
 
+    def family(self, name: str) -> bool:
+        """Whether ``name`` is an output of an edit of this image (any prompts)."""
+        stem = re.escape(self.record.stem)
+        return (
+            re.fullmatch(rf"{stem}(_\d{{2}}_[a-z0-9-]+|_mask|_mask_overlay)\.png", name) is not None
+        )
+
 
 def run_edit(args: argparse.Namespace) -> int:
     # imported here, not at the top: they load torch, and `pnpsam --help` should not wait
-    import numpy as np
-    from PIL import Image
-
-    from pnpsam.api import PnPEditor
-    from pnpsam.imageio import load_image, save_json, save_png
-    from pnpsam.masks import overlay_mask
+    from pnpsam.imageio import load_image
     from pnpsam.masks.select import check_mask_models
+    from pnpsam.outputs import OutputFolder, file_sha256, settings_digest
 
     cfg, image, prompts = resolve_run(args)
     out = Path(args.out)
     paths = OutputPaths.of(out, image, prompts)
-    existing = [p for p in paths.all() if p.exists()]
-    if existing and not args.overwrite:
-        raise FileExistsError(
-            f"{existing[0]} exists; pass --overwrite or choose another --out (nothing was run)"
-        )
     picture = load_image(image, cfg.preprocess.max_input_pixels)  # fail before loading a model
+    mask_file = cfg.mask.mask_file
+    if mask_file and not Path(mask_file).is_file():
+        raise ConfigError(f"mask file {mask_file!r} does not exist or is not a file")
     cfg.mask.validate(picture.height, picture.width)  # clicks outside the image, by name
     check_mask_models(cfg.mask)  # offline: a text model or SAM with no fallback fails now
+    settings = settings_digest(file_sha256(image), prompts, cfg.to_dict())
+    side = cfg.preprocess.size or 512
+    need = (len(prompts) + 2) * 4 * side * side * 3  # uncompressed, aspect up to 4:1
+    with OutputFolder(out, "pnpsam edit", need) as folder:
+        pngs = [p.name for p in paths.pngs]
+        masks = [paths.mask.name, paths.overlay.name] if cfg.mask.has_source else []
+        outputs = folder.output_set(
+            paths.record.name,
+            pngs + masks,
+            settings,
+            overwrite=args.overwrite,
+            required=pngs,
+            family=paths.family,
+        )
+        if outputs.complete:
+            print(f"{paths.record}: finished earlier with the same settings; nothing to do")
+            return 0
+        if outputs.kept:
+            print(f"resuming {paths.record}: keeping {', '.join(outputs.kept)}", file=sys.stderr)
+        todo = [i for i, name in enumerate(pngs) if name in outputs.todo]
+        if todo or outputs.draft is None or any(m in outputs.todo for m in masks):
+            _compute(args, cfg, picture, image, prompts, todo, paths, outputs)
+        record = outputs.finish()
+    for name in outputs.done:
+        print(out / name)
+    print(record)
+    return 0
+
+
+def _compute(
+    args: argparse.Namespace,
+    cfg: EditConfig,
+    picture: Image.Image,
+    image: str,
+    prompts: list[str],
+    todo: list[int],
+    paths: OutputPaths,
+    outputs: OutputSet,
+) -> None:
+    """Edit for the prompts still to write, then write the mask files and the PNGs.
+
+    The record body goes into the journal first, so a run killed after this point resumes
+    without editing again what it already wrote.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from pnpsam.api import PnPEditor
+    from pnpsam.masks import overlay_mask
+
     started = time.perf_counter()
     editor = PnPEditor.from_pretrained(cfg.model, cache_dir=args.cache)
     # bars on stderr also when it is not a terminal (a log), unless --quiet
     editor.set_progress_bar_config(disable=args.quiet)
     loaded = time.perf_counter()
-    result = editor.edit(picture, prompts, cfg)
-    written = []
-    for png, edited in zip(paths.pngs, result.images, strict=True):
-        save_png(edited, png)
-        written.append(png)
-    subject = result.subject
-    if subject is not None:
-        save_png(Image.fromarray((subject.mask * 255).round().astype(np.uint8)), paths.mask)
-        overlay = overlay_mask(np.asarray(result.source), subject.mask)
-        save_png(Image.fromarray(overlay), paths.overlay)
-        written += [paths.mask, paths.overlay]
-    record = result.record(
-        image, [p.name for p in paths.pngs], timings={"load_s": loaded - started}
-    )
-    save_json(record, paths.record)
-    for path in [*written, paths.record]:
-        print(path)
-    return 0
+    if todo or outputs.draft is None:
+        # with every PNG kept but no record body, one prompt is edited only for the record
+        chosen = todo or [0]
+        result = editor.edit(picture, [prompts[i] for i in chosen], cfg)
+        body = result.record(
+            image, [p.name for p in paths.pngs], timings={"load_s": loaded - started}
+        )
+        body["prompts"] = list(prompts)
+        body["kept_from_earlier_run"] = list(outputs.kept)
+        outputs.save_draft(body)
+        subject, source = result.subject, result.source
+    else:
+        resolved = editor.resolve(cfg)
+        subject = editor.subject_mask(picture, resolved)
+        source = editor.prepare(picture, resolved.preprocess)
+        result = None
+    if subject is not None and paths.mask.name in outputs.todo:
+        grey = Image.fromarray((subject.mask * 255).round().astype(np.uint8))
+        outputs.write_png(paths.mask.name, grey)
+    if subject is not None and paths.overlay.name in outputs.todo:
+        overlay = overlay_mask(np.asarray(source), subject.mask)
+        outputs.write_png(paths.overlay.name, Image.fromarray(overlay))
+    if result is not None:
+        for index, edited in zip(todo, result.images[: len(todo)], strict=True):
+            outputs.write_png(paths.pngs[index].name, edited)

@@ -29,7 +29,9 @@ USER_ERRORS = (
     ("pnpsam.core.inversion", "TimestepGridError"),
     ("pnpsam.core.pipeline", "OutOfMemoryError"),
     ("pnpsam.masks.ops", "MaskCoverageError"),
+    ("pnpsam.outputs", "OutputError"),
     ("builtins", "FileExistsError"),
+    ("builtins", "FileNotFoundError"),
     ("builtins", "ValueError"),
 )
 
@@ -39,6 +41,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(
         getattr(sys.modules[module], name) for module, name in USER_ERRORS if module in sys.modules
     )
+
+
+def _disk_error(err: OSError) -> Exception | None:
+    from pnpsam.outputs import output_write_error
+
+    return output_write_error(err)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except Exception as err:
         if not isinstance(err, user_errors()):
-            raise
+            # a full or read-only disk under any front end is the user's to fix: one line
+            if not isinstance(err, OSError) or not _disk_error(err):
+                raise
+            err = _disk_error(err) or err
         message = with_flags(str(err), getattr(args, "option_table", ()))
         print(f"pnpsam {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -1,0 +1,189 @@
+"""Killed, full-disk, concurrent and read-only runs of the real command on the tiny model.
+
+After each fault: every visible file whole, the re-run of the same command finishes the set,
+files finished before the fault are not rewritten (same bytes, same mtime), no hidden file.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pnpsam.cli import main
+from pnpsam.outputs import LOCK_NAME
+
+FAST = ["--size", "32", "--steps", "2", "--inversion-steps", "2", "--device", "cpu", "--quiet"]
+DRIVER = Path(__file__).with_name("fault_driver.py")
+
+
+@pytest.fixture()
+def edit_argv(tiny_model_dir: Path, tmp_path: Path, photo: Image.Image) -> list[str]:
+    """An edit with two prompts and a mask file: writes 2 PNGs, mask, overlay and record."""
+    image = tmp_path / "astro.png"
+    photo.resize((48, 32)).save(image)
+    mask = np.zeros((32, 48), np.uint8)
+    mask[8:24, 12:36] = 255
+    Image.fromarray(mask).save(tmp_path / "subject.png")
+    return [
+        "edit",
+        str(image),
+        "--prompt",
+        "a red robot",
+        "--prompt",
+        "a blue dog",
+        "--mask",
+        str(tmp_path / "subject.png"),
+        "--out",
+        str(tmp_path / "out"),
+        "--model",
+        str(tiny_model_dir),
+        *FAST,
+    ]
+
+
+def state(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """name -> (mtime_ns, bytes) of every file in ``folder``."""
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()}
+
+
+def assert_visible_files_whole(folder: Path) -> None:
+    for path in folder.glob("[!.]*.png"):
+        with Image.open(path) as image:
+            image.load()  # raises on a truncated PNG
+
+
+def killed(runs: list[tuple[list[str], str]]) -> None:
+    """Run each (argv, moment) in its own process at once; each must die by SIGKILL."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(DRIVER), moment, *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for argv, moment in runs
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == -9, err[-2000:]
+
+
+def with_out(argv: list[str], out: Path) -> list[str]:
+    at = argv.index("--out") + 1
+    return [*argv[:at], str(out), *argv[at + 1 :]]
+
+
+def test_edit_killed_at_three_moments_then_resumed_rewrites_nothing_finished(
+    edit_argv, capsys
+) -> None:
+    base = Path(edit_argv[edit_argv.index("--out") + 1]).parent
+    # renames of a fresh run: journal, mask, overlay, PNG 0, PNG 1, record
+    moments = {"before:4": base / "a", "after:5": base / "b", "after:6": base / "c"}
+    killed([(with_out(edit_argv, out), moment) for moment, out in moments.items()])
+    for out in moments.values():
+        assert_visible_files_whole(out)
+    a, b, c = (state(out) for out in moments.values())
+    # a: mask and overlay finished, PNG 0 written as a temporary and not renamed, no record
+    assert {"astro_mask.png", "astro_mask_overlay.png", "astro.json.partial"} <= set(a)
+    assert "astro.json" not in a and any(n.startswith(".astro_00") for n in a)
+    # b: every PNG finished, no record; c: the record written, the journal not yet removed
+    assert "astro.json" not in b and "astro_01_a-blue-dog.png" in b
+    assert {"astro.json", "astro.json.partial"} <= set(c)
+    for out, before in zip(moments.values(), (a, b, c), strict=True):
+        assert main(with_out(edit_argv, out)) == 0
+        final = state(out)
+        record = json.loads((out / "astro.json").read_text())
+        assert sorted(final) == sorted([*record["files"], "astro.json"])  # nothing hidden
+        assert len(record["files"]) == 4 and record["prompts"] == ["a red robot", "a blue dog"]
+        for name, sha in record["files"].items():
+            assert hashlib.sha256((out / name).read_bytes()).hexdigest() == sha
+        rewritten = [n for n, v in before.items() if n in record["files"] and final[n] != v]
+        assert rewritten == []  # finished before the kill: same bytes and mtime
+    assert "keeping astro_mask.png, astro_mask_overlay.png" in capsys.readouterr().err
+    finished = state(base / "a")
+    assert main(with_out(edit_argv, base / "a")) == 0  # again: nothing to do, nothing written
+    assert "nothing to do" in capsys.readouterr().out
+    assert state(base / "a") == finished
+
+
+def test_edit_on_a_full_disk_fails_in_one_line_and_resumes(
+    edit_argv, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    out = Path(edit_argv[edit_argv.index("--out") + 1])
+    real = os.write
+    budget = [3000]  # bytes the disk takes before it is full: journal, mask, part of the rest
+
+    def write(fd: int, data: bytes) -> int:
+        if budget[0] <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        count = real(fd, bytes(memoryview(data)[: budget[0]]))
+        budget[0] -= count
+        return count
+
+    monkeypatch.setattr(os, "write", write)
+    assert main(edit_argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "No space left on device" in lines[0] and "re-run" in lines[0]
+    monkeypatch.setattr(os, "write", real)
+    before = state(out)
+    assert "astro.json" not in before and not any(n.startswith(".") for n in before)
+    assert_visible_files_whole(out)
+    assert main(edit_argv) == 0
+    final = state(out)
+    record = json.loads((out / "astro.json").read_text())
+    assert sorted(final) == sorted([*record["files"], "astro.json"])
+    for name, value in before.items():
+        if name in record["files"]:
+            assert final[name] == value
+
+
+def test_overwrite_with_fewer_prompts_and_no_subject_leaves_no_old_files(edit_argv) -> None:
+    out = Path(edit_argv[edit_argv.index("--out") + 1])
+    assert main(edit_argv) == 0
+    mask_at = edit_argv.index("--mask")
+    fewer = edit_argv[: mask_at - 2] + edit_argv[mask_at + 2 :]  # one prompt, no mask
+    assert main(fewer) == 2  # a finished set made with other settings: refused
+    assert main([*fewer, "--overwrite"]) == 0
+    record = json.loads((out / "astro.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["astro.json", "astro_00_a-red-robot.png"]
+    assert list(record["files"]) == ["astro_00_a-red-robot.png"]
+
+
+def test_second_writer_and_read_only_folder_fail_before_the_model_loads(edit_argv, capsys) -> None:
+    out = Path(edit_argv[edit_argv.index("--out") + 1])
+    out.mkdir()
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        (out / LOCK_NAME).write_text(
+            json.dumps({"pid": sleeper.pid, "host": os.uname().nodename, "command": "pnpsam"})
+        )
+        model_at = edit_argv.index("--model") + 1
+        no_model = [*edit_argv[:model_at], "/missing/model", *edit_argv[model_at + 1 :]]
+        assert main(no_model) == 2  # refused on the lock, before the (bad) model is tried
+        assert f"in use by pid {sleeper.pid}" in capsys.readouterr().err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    (out / LOCK_NAME).unlink()
+    os.chmod(out, 0o555)
+    try:
+        if os.access(out, os.W_OK):  # root writes anyway: make a path that cannot be a folder
+            (out / "blocker").write_text("x")
+            no_model[no_model.index(str(out))] = str(out / "blocker" / "sub")
+        assert main(no_model) == 2
+        err = capsys.readouterr().err
+        assert "not writable" in err and "Traceback" not in err
+    finally:
+        os.chmod(out, 0o755)
