@@ -1,8 +1,10 @@
 """Run the real ``pnpsam`` command in this process and SIGKILL it at a chosen file operation.
 
 ``python fault_driver.py KIND:N ARGV...``: KIND is ``before`` (killed just before the N-th
-atomic rename, its finished temporary left behind) or ``after`` (just after it). N counts
-``os.replace`` calls from the start of the command. Used by the fault tests: a real process, a
+atomic rename, its finished temporary left behind), ``after`` (just after it) or ``pause``
+(before it: creates the file named by ``$PNPSAM_PAUSE_FILE`` and waits until it is removed, so
+a test can act while this process holds its output folder). N counts ``os.replace`` calls from
+the start of the command. Used by the fault tests: a real process, a
 real SIGKILL, no hook in the library.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
+from pathlib import Path
 
 
 def main() -> int:
@@ -24,6 +28,12 @@ def main() -> int:
         seen += 1
         if seen == target and kind == "before":
             os.kill(os.getpid(), signal.SIGKILL)
+        if seen == target and kind == "pause":
+            flag = Path(os.environ["PNPSAM_PAUSE_FILE"])
+            flag.touch()
+            deadline = time.monotonic() + 300
+            while flag.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
         real_replace(src, dst)
         if seen == target and kind == "after":
             os.kill(os.getpid(), signal.SIGKILL)

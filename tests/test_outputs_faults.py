@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,68 @@ def test_second_writer_and_read_only_folder_fail_before_the_model_loads(edit_arg
         assert "not writable" in err and "Traceback" not in err
     finally:
         os.chmod(out, 0o755)
+
+
+@pytest.fixture()
+def bench_argv(tiny_model_dir: Path, tmp_path: Path, photo: Image.Image) -> list[str]:
+    """A bench over three photos with plain PnP and no metric models."""
+    rows = []
+    for k in range(3):
+        photo.rotate(90 * k).resize((32, 32)).save(tmp_path / f"p{k}.png")
+        rows.append({"id": f"p{k}", "image": f"p{k}.png", "target_prompt": "a red robot"})
+    manifest = tmp_path / "edits.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out, model = str(tmp_path / "bench"), str(tiny_model_dir)
+    return [
+        *("bench", "--dataset", str(manifest), "--methods", "pnp", "--no-metrics"),
+        *("--out", out, "--model", model, *FAST),
+    ]
+
+
+def test_bench_second_writer_refused_and_killed_run_resumed(
+    bench_argv, tmp_path: Path, capsys
+) -> None:
+    held, killed_out = tmp_path / "bench", tmp_path / "killed"
+    flag = tmp_path / "paused"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "OMP_NUM_THREADS": "1",
+        "PNPSAM_PAUSE_FILE": str(flag),
+    }
+    # renames of a fresh bench: item p0's source and edit, p1's source and edit, ...
+    holder, victim = (
+        subprocess.Popen(
+            [sys.executable, str(DRIVER), moment, *with_out(bench_argv, out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for moment, out in (("pause:3", held), ("before:4", killed_out))
+    )
+    deadline = time.monotonic() + 300
+    while not flag.exists() and holder.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert flag.exists(), holder.stderr.read()[-2000:] if holder.stderr else ""
+    started = time.perf_counter()
+    assert main(bench_argv) == 2  # a second writer on the held folder
+    assert time.perf_counter() - started < 5  # at once: no model loaded
+    assert f"in use by pid {holder.pid}" in capsys.readouterr().err
+    flag.unlink()
+    assert holder.wait(timeout=300) == 0
+    assert victim.wait(timeout=300) == -9
+    rows = [json.loads(line) for line in (held / "rows.jsonl").read_text().splitlines()]
+    assert sorted(r["item"] for r in rows) == ["p0", "p1", "p2"]  # no duplicate rows
+
+    # the killed run: p0 finished, p1's source written, its edit left as a temporary
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in killed_out.rglob("*.png")}
+    assert any(p.name.startswith(".") for p in before)
+    assert main(with_out(bench_argv, killed_out)) == 0
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in killed_out.rglob("*.png")}
+    assert not any(p.name.startswith(".") for p in after)  # stale temporary removed
+    assert (
+        after[killed_out / "images" / "pnp" / "p0_0.png"]
+        == before[killed_out / "images" / "pnp" / "p0_0.png"]
+    )
+    rows = [json.loads(line) for line in (killed_out / "rows.jsonl").read_text().splitlines()]
+    assert sorted(r["item"] for r in rows) == ["p0", "p1", "p2"]

@@ -91,6 +91,16 @@ def write_error(path: Path, error: OSError) -> OutputWriteError:
     return OutputWriteError(f"cannot write {str(path)!r}: {reason}; {hint}")
 
 
+def output_write_error(error: BaseException) -> OutputWriteError | None:
+    """``error`` as an :class:`OutputWriteError` when it means the folder cannot take files
+    (full, read-only, quota), else None (a bug or a bad input, reported as it is)."""
+    if isinstance(error, OutputWriteError):
+        return error
+    if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
+        return write_error(Path(str(error.filename or "the output folder")), error)
+    return None
+
+
 @contextlib.contextmanager
 def _writing(path: Path) -> Iterator[None]:
     try:

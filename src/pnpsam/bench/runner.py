@@ -54,6 +54,7 @@ from pnpsam.config import EditConfig
 from pnpsam.imageio import atomic_write, labelled_grid, load_image, save_json, save_png
 from pnpsam.masks.ops import resize_mask
 from pnpsam.metrics import EditMetrics
+from pnpsam.outputs import append_lines, output_write_error
 from pnpsam.paths import inside, safe_name
 
 ROWS_FILE = "rows.jsonl"
@@ -89,10 +90,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _append_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    text = "".join(json.dumps(row, default=_json_default) + "\n" for row in rows)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
+    append_lines(path, [json.dumps(row, default=_json_default) for row in rows])
 
 
 def _json_default(value: Any) -> Any:
@@ -289,8 +287,10 @@ class BenchmarkRunner:
     ) -> list[dict[str, Any]]:
         """Write a :func:`run_item` result's images (atomically) and return the rows to append.
 
-        A source image already on disk is kept: every method writes the same one. A failed
-        write turns the item's rows into ``failed`` rows, as a failed edit does.
+        A source image already on disk is kept: every method writes the same one. A full or
+        read-only disk stops the run (:class:`~pnpsam.outputs.OutputWriteError`: recording
+        every later item as failed would make a resumed run skip them); any other failed write
+        turns the item's rows into ``failed`` rows, as a failed edit does.
         """
         try:
             for relpath, picture in result.images.items():
@@ -298,7 +298,10 @@ class BenchmarkRunner:
                 if Path(relpath).parent == SOURCE_DIR and path.exists():
                     continue
                 save_png(picture, path)
-        except Exception as error:  # a disk error fails this item; the run goes on
+        except Exception as error:
+            disk = output_write_error(error)
+            if disk is not None:
+                raise disk from error
             return failed_rows(item, spec, settings, error)
         return result.rows
 

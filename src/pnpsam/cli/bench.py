@@ -15,8 +15,14 @@ from typing import Any, get_args
 
 import yaml
 
-from pnpsam.bench.datasets import load_dataset
-from pnpsam.bench.methods import METHODS, parse_methods, split_method_list, sweep_methods
+from pnpsam.bench.datasets import EditItem, load_dataset
+from pnpsam.bench.methods import (
+    METHODS,
+    MethodSpec,
+    parse_methods,
+    split_method_list,
+    sweep_methods,
+)
 from pnpsam.cli.options import OPTIONS, HelpFormatter, add_options, resolve_config
 from pnpsam.config import PRESETS, ConfigError, EditConfig
 from pnpsam.masks.config import DEFAULT_SAM_MODEL
@@ -127,9 +133,7 @@ def parse_sweep(text: str) -> tuple[str, list[Any]]:
 def run_bench(args: argparse.Namespace) -> int:
     """Entry point of ``pnpsam bench`` (returns the exit status)."""
     # imported here, not at the top: they load torch, and `pnpsam --help` should not wait
-    from pnpsam.api import PnPEditor
-    from pnpsam.bench.runner import BenchmarkRunner
-    from pnpsam.metrics import EditMetrics, EditMetricsConfig
+    from pnpsam.outputs import OutputFolder
 
     methods = parse_methods(args.methods)
     if args.sweep:
@@ -145,6 +149,22 @@ def run_bench(args: argparse.Namespace) -> int:
     if not args.no_metrics:  # offline and not cached: fail now, not after loading the editor
         for what, model_id in metric_models(args):
             check_available(model_id, what, METRICS_ADVICE)
+    side = config.preprocess.size or 512
+    need = 2 * len(items) * len(methods) * side * side * 3  # PNGs, uncompressed
+    with OutputFolder(args.out, "pnpsam bench", need):  # before any model loads
+        return _run_locked(args, items, methods, config)
+
+
+def _run_locked(
+    args: argparse.Namespace,
+    items: list[EditItem],
+    methods: list[MethodSpec],
+    config: EditConfig,
+) -> int:
+    from pnpsam.api import PnPEditor
+    from pnpsam.bench.runner import BenchmarkRunner
+    from pnpsam.metrics import EditMetrics, EditMetricsConfig
+
     editor = PnPEditor.from_pretrained(config.model)
     if args.quiet:
         editor.set_progress_bar_config(disable=True)
