@@ -78,6 +78,8 @@ def test_unwritable_or_full_folder_is_refused_before_work(tmp_path: Path) -> Non
 
 def _write_set(folder: Path, names: list[str], settings: str, **kwargs) -> OutputSet:
     outputs = OutputSet(folder, "run.json", names, settings, **kwargs)
+    if outputs.complete:
+        return outputs
     outputs.save_draft({"what": settings})
     for name in outputs.todo:
         outputs.write(name, f"{settings}:{name}".encode())
@@ -150,6 +152,7 @@ def test_a_changed_or_deleted_file_of_a_finished_set_is_redone(tmp_path: Path) -
     (tmp_path / "b.png").unlink()
     redo = OutputSet(tmp_path, "run.json", ["a.png", "b.png"], "s1")
     assert not redo.complete and sorted(redo.todo) == ["a.png", "b.png"]
+    redo.write("a.png", b"s1:a.png")
     assert not (tmp_path / "run.json").exists()  # no record beside a set it does not describe
     assert redo.draft == {"what": "s1", "settings_sha256": "s1"}
 

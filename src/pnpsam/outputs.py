@@ -464,6 +464,10 @@ class OutputSet:
         self.kept: list[str] = []  # names verified from an earlier run
         self.draft: dict[str, Any] | None = None
         self.complete = False
+        self._started = False
+        self._pending: Callable[[], None] | None = None
+        self._claims: set[str] = set()
+        self._journal_is_current = False
         self._begin(overwrite, family or (lambda name: False))
 
     @property
@@ -506,7 +510,7 @@ class OutputSet:
             self.done.update(self._verified(journal["files"]))
             self.draft = journal["draft"] or self.draft
         if overwrite:
-            self._remove_old_set(record, journal, family)
+            self._pending = lambda: self._remove_old_set(record, journal, family)
             if not ours_journal:
                 self.done, claims = {}, set()
         else:
@@ -517,9 +521,22 @@ class OutputSet:
                     "another --out (nothing was run)"
                 )
         self.kept = list(self.done)
-        header = {"settings": self.settings, "claims": sorted(claims | set(self.planned))}
-        if not ours_journal or set(header["claims"]) != claims:
-            lines = [json.dumps(header)]
+        self._claims = claims
+        self._journal_is_current = ours_journal and set(self.planned) <= claims
+
+    def _start_writing(self) -> None:
+        """Before the first write: remove an old set (``overwrite``), write the journal's
+        header, remove a record that no longer matches. A run that fails before writing
+        anything (a bad click found by the editor, a model that does not load) changes
+        nothing on disk."""
+        if self._started:
+            return
+        self._started = True
+        if self._pending is not None:
+            self._pending()
+        if not self._journal_is_current:
+            claims = sorted(self._claims | set(self.planned))
+            lines = [json.dumps({"settings": self.settings, "claims": claims})]
             lines += [json.dumps({"file": n, "sha256": h}) for n, h in self.done.items()]
             if self.draft is not None:
                 lines.append(json.dumps({"draft": self.draft}, default=str))
@@ -557,6 +574,7 @@ class OutputSet:
         digest = hashlib.sha256(data).hexdigest()
         # the hash first: a run killed before the rename finds no file (or an older one) that
         # does not match it and redoes it; killed after, the file is verified and kept
+        self._start_writing()
         append_lines(self.journal_path, [json.dumps({"file": name, "sha256": digest})])
         write_bytes(path, data)
         self.done[name] = digest
@@ -568,6 +586,7 @@ class OutputSet:
     def save_draft(self, record: dict[str, Any]) -> None:
         """Keep the record body in the journal, so a resumed run that has nothing left to
         compute can still write the record."""
+        self._start_writing()
         self.draft = record
         append_lines(self.journal_path, [json.dumps({"draft": record}, default=str)])
 
@@ -580,6 +599,7 @@ class OutputSet:
         missing = [n for n in self.required if n not in self.done]
         if missing:
             raise ValueError(f"cannot finish: required files not written: {missing}")
+        self._start_writing()
         full = {**body, "files": dict(self.done), "settings_sha256": self.settings}
         write_bytes(self.record_path, json.dumps(full, indent=2, default=str).encode())
         self.journal_path.unlink(missing_ok=True)
