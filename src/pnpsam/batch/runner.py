@@ -19,8 +19,6 @@ last line of the index (killed mid-append) is ignored and never glued to the nex
 from __future__ import annotations
 
 import json
-import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -34,11 +32,10 @@ from pnpsam.batch.jobs import PhotoJob
 from pnpsam.batch.local import Engine
 from pnpsam.batch.photo import PhotoResult, PhotoWork, output_names
 from pnpsam.config import ConfigError, EditConfig
-from pnpsam.imageio import atomic_write, save_json
+from pnpsam.imageio import save_json
+from pnpsam.outputs import append_lines, output_write_error, remove_stale_temporaries, write_bytes
 
 INDEX_FILE = "index.jsonl"
-# atomic_write's temporaries: ".NAME.<8 random chars>.SUFFIX" (tempfile.mkstemp)
-_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.(png|json)$")
 
 
 class BatchAbortedError(ConfigError):
@@ -85,29 +82,8 @@ def read_index(path: Path) -> list[dict[str, Any]]:
 
 
 def append_line(path: Path, row: dict[str, Any]) -> None:
-    """Append one JSON line; after a torn last line, start on a fresh line."""
-    data = (json.dumps(row, default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size:
-            with path.open("rb") as existing:
-                existing.seek(size - 1)
-                if existing.read(1) != b"\n":
-                    data = b"\n" + data
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-
-    def write(tmp: Path) -> None:
-        tmp.write_bytes(data)
-
-    atomic_write(path, write)
+    """Append one JSON line (fsynced; after a torn last line, on a fresh line)."""
+    append_lines(path, [json.dumps(row, default=str)])
 
 
 class BatchRunner:
@@ -175,10 +151,7 @@ class BatchRunner:
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Delete hidden temporaries that a killed run left in the output folder."""
-        stale = [p for p in self.out.iterdir() if p.is_file() and _TEMPORARY.match(p.name)]
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return stale
+        return remove_stale_temporaries(self.out)
 
     def write(self, job: PhotoJob, result: PhotoResult, engine: str) -> dict[str, Any]:
         """Write one result (PNGs, then the record) and return its index line."""
@@ -196,7 +169,10 @@ class BatchRunner:
                     write_bytes(self.out / name, data)
                 record_name = output_names(job.name, job.prompts)["record"]
                 save_json(result.record, self.out / record_name)
-            except OSError as error:  # e.g. disk full: this photo fails, the run goes on
+            except OSError as error:
+                disk = output_write_error(error)
+                if disk is not None:  # full or read-only: stop, a re-run finishes the photos
+                    raise disk from error
                 return {**row, "status": "failed", "error": f"cannot write: {error}"}
             files = [*result.files, record_name]
             evaluations = int(result.record.get("unet_evaluations", 0))

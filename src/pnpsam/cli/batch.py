@@ -72,6 +72,7 @@ def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 def run_batch(args: argparse.Namespace) -> int:
     from pnpsam.batch import BatchRunner, LocalEngine, load_jobs
     from pnpsam.batch.local import Engine
+    from pnpsam.outputs import OutputFolder
 
     cfg, data = resolve_config(args, OPTIONS)
     jobs = load_jobs(args.input, args.prompt or data.get("prompts"), seed=cfg.pnp.seed)
@@ -89,7 +90,10 @@ def run_batch(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
-    summary = runner.run(jobs, engine)
+    side = cfg.preprocess.size or 512
+    need = len(jobs) * 4 * side * side * 3  # a PNG per photo, uncompressed
+    with OutputFolder(args.out, "pnpsam batch", need):  # one writer; checked before any model
+        summary = runner.run(jobs, engine)
     print(f"pnpsam batch: {summary.line()}")
     print(runner.index_path)
     return 1 if summary.failed else 0
