@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 from PIL import Image
 from safetensors.torch import save_file
 
 from pnpsam.cli import main
 from pnpsam.masks import MaskConfig, MaskMaker, SamUnavailableWarning
+from pnpsam.models.hub import unavailable
 
 SECONDS = 3.0  # at once: the hub's own retries took ~22 s
 
@@ -92,3 +94,19 @@ def test_random_safetensors_is_not_a_stable_diffusion_checkpoint(
     err = capsys.readouterr().err
     assert "is not a Stable Diffusion checkpoint" in err and "encoder.weight" in err
     assert "--single-file-config" in err
+
+
+@pytest.mark.parametrize(
+    ("cause", "why"),
+    [
+        (GatedRepoError, "gated (accept its licence"),
+        (RepositoryNotFoundError, "no such repository or revision"),
+        (LocalEntryNotFoundError, "offline, and it is not in the local hub cache"),
+    ],
+)
+def test_load_failures_say_why(cause: type[Exception], why: str) -> None:
+    error = OSError("401 Client Error: a long hub message\nwith a second line")
+    error.__cause__ = cause.__new__(cause)  # the hub's errors want a live HTTP response
+    message = str(unavailable("org/model", "SAM", "give a local folder", error))
+    assert message.startswith("cannot load SAM 'org/model': ") and why in message
+    assert message.endswith("; give a local folder")

@@ -10,6 +10,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file
 
+from pnpsam.config import model_defaults
 from pnpsam.toyworld.train import main
 
 _TINY = [
@@ -32,6 +33,7 @@ def test_training_writes_a_deterministic_fp16_pipeline_folder(tmp_path: Path) ->
     _train(tmp_path / "b", tmp_path / "work_b")
     first, second = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     assert set(first) == {"unet", "vae", "text_encoder"}
+    assert model_defaults(str(tmp_path / "a")) == model_defaults("toy")  # its edit settings
     for part, tensors in first.items():
         assert {t.dtype for t in tensors.values()} == {torch.float16}, part
         assert all(torch.equal(t, second[part][k]) for k, t in tensors.items()), part

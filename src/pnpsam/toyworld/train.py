@@ -66,6 +66,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNe
 from diffusers.training_utils import EMAModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from pnpsam.config import MODEL_DEFAULTS_FILE, TOY_MODEL_DIR, model_defaults
 from pnpsam.toyworld.model import (
     ToyModelConfig,
     build_scheduler,
@@ -318,6 +319,10 @@ def save_pipeline(
         config = json.loads(config_file.read_text())
         if config.pop("_name_or_path", None) is not None:
             config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    # The toy architecture's edit settings travel with every retrained folder, so front ends
+    # need no flags for it (measured on the shipped weights; re-measure after big changes).
+    settings = model_defaults(str(TOY_MODEL_DIR))
+    (out / MODEL_DEFAULTS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
