@@ -269,3 +269,27 @@ def test_manifest_errors_name_the_file_line_and_field_before_any_model_loads(
     assert not out.exists()
     assert main(["batch", str(manifest), "--prompt", "x", "--out", str(out)]) == 2
     assert "manifest" in capsys.readouterr().err and not out.exists()
+
+
+def test_bench_results_cross_the_engine_boundary_unchanged(photos: Path) -> None:
+    """What a Ray actor sends back for a bench pair decodes to the same rows and pixels."""
+    from pnpsam.bench.datasets import EditItem
+    from pnpsam.bench.methods import parse_methods
+    from pnpsam.bench.runner import ItemResult
+    from pnpsam.bench.work import BenchPair, BenchWork
+    from pnpsam.config import EditConfig
+
+    item = EditItem("a/b", photos / "p0.png", "", ("x",))
+    [spec] = parse_methods("pnp")
+    work = BenchWork(EditConfig(), [BenchPair(spec, item, EditConfig(), "s")])
+    picture = Image.open(photos / "p1.png").convert("RGB")
+    rows = [{"item": "a/b", "status": "ok", "clip": 0.25}]
+    index, back = work.decode_result(
+        work.encode_result((0, ItemResult(rows, {"images/pnp/a_b_0.png": picture})))
+    )
+    assert index == 0 and back.rows == rows
+    assert back.images["images/pnp/a_b_0.png"].tobytes() == picture.tobytes()
+    assert work.decode_task(work.encode_task(0)) == 0
+    import pickle
+
+    assert pickle.loads(pickle.dumps(work)).pairs == work.pairs  # what Ray ships to actors

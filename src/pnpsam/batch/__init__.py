@@ -6,14 +6,30 @@ Python use::
     jobs = load_jobs("photos/", ["a photo of a robot"])
     summary = BatchRunner("out", config).run(jobs, LocalEngine())
 
-``RayEngine`` (``pnpsam[ray]``) runs the same :func:`edit_photo` in a Ray actor pool; both
-engines write byte-identical outputs.
+``RayEngine`` (``pnpsam.batch.ray_engine``, needs ``pnpsam[ray]``) runs the same
+:func:`edit_photo` in a Ray actor pool; both engines write byte-identical outputs.
 """
 
-from pnpsam.batch.jobs import BatchInputError, PhotoJob, load_jobs, safe_name
-from pnpsam.batch.local import Engine, LocalEngine, Work
-from pnpsam.batch.photo import PhotoResult, PhotoWork, edit_photo
-from pnpsam.batch.runner import BatchAbortedError, BatchRunner, BatchSummary, read_index
+from typing import TYPE_CHECKING
+
+from pnpsam.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from pnpsam.batch.jobs import BatchInputError, PhotoJob, load_jobs
+    from pnpsam.batch.local import Engine, LocalEngine, Work
+    from pnpsam.batch.photo import PhotoResult, PhotoWork, edit_photo
+    from pnpsam.batch.runner import BatchAbortedError, BatchRunner, BatchSummary, read_index
+
+# photo and runner need torch: everything is imported on first use (`pnpsam --help` stays fast)
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "pnpsam.batch.jobs": ("BatchInputError", "PhotoJob", "load_jobs"),
+        "pnpsam.batch.local": ("Engine", "LocalEngine", "Work"),
+        "pnpsam.batch.photo": ("PhotoResult", "PhotoWork", "edit_photo"),
+        "pnpsam.batch.runner": ("BatchAbortedError", "BatchRunner", "BatchSummary", "read_index"),
+    },
+)
 
 __all__ = [
     "BatchAbortedError",
@@ -29,5 +45,4 @@ __all__ = [
     "edit_photo",
     "load_jobs",
     "read_index",
-    "safe_name",
 ]

@@ -9,7 +9,8 @@ manifest errors: that photo fails at run time, is recorded, and the run goes on.
 
 Outputs are named as ``pnpsam edit`` names them, with the job's ``name`` as the image stem:
 the manifest's ``id`` when given, else the image file's stem; a name already taken in the run
-gets ``-2``, ``-3``, ... (in input order, so a re-run names every photo the same).
+gets ``-2``, ``-3``, ... (in input order, so a re-run names every photo the same). Names are
+made safe by :func:`pnpsam.paths.safe_name` (an id like ``../x`` never leaves ``--out``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,25 +25,16 @@ from typing import Any
 
 from pnpsam.bench.datasets import default_item_id, load_manifest
 from pnpsam.config import ConfigError, EditConfig
+from pnpsam.paths import safe_name
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm"}
 )
 MANIFEST_SUFFIXES = (".jsonl", ".csv")
-_MAX_NAME = 100  # characters of a file-name stem taken from a manifest id
 
 
 class BatchInputError(ConfigError):
     """The batch input (folder, manifest, prompts) is unusable; the message names it."""
-
-
-def safe_name(text: str) -> str:
-    """A file-name stem from untrusted text (a manifest id): no separators, no leading dot.
-
-    Keeps letters, digits, ``.``, ``_`` and ``-``; everything else becomes ``_``.
-    """
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).lstrip(".")[:_MAX_NAME]
-    return name or "photo"
 
 
 @dataclass(frozen=True)
@@ -91,8 +82,12 @@ class PhotoJob:
 
         A finished photo counts as done on a re-run only under the same digest.
         """
+        config = self.config(base).to_dict()
+        model = Path(config["model"]["model"])
+        if model.exists():  # a local folder or file: the same weights however it is spelled
+            config["model"]["model"] = str(model.resolve())
         text = json.dumps(
-            {"image": self.image, "prompts": self.prompts, "config": self.config(base).to_dict()},
+            {"image": self.image, "prompts": self.prompts, "config": config},
             sort_keys=True,
             default=str,
         )

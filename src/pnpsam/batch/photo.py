@@ -137,11 +137,12 @@ class PhotoWork:
     """
 
     config: EditConfig
+    cache_dir: str | None = None  # on-disk inversion cache (``--cache``), shared by workers
     editor: PnPEditor | None = None
 
     def setup(self) -> None:
         if self.editor is None:
-            self.editor = PnPEditor.from_pretrained(self.config.model)
+            self.editor = PnPEditor.from_pretrained(self.config.model, cache_dir=self.cache_dir)
             self.editor.set_progress_bar_config(disable=True)
 
     def __call__(self, job: PhotoJob) -> PhotoResult:

@@ -99,12 +99,14 @@ class BatchRunner:
         retry_failed: bool = False,
         overwrite: bool = False,
         progress: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         self.out = Path(out)
         self.config = config
         self.retry_failed = retry_failed
         self.overwrite = overwrite  # redo photos finished under other settings
         self.progress = progress
+        self.cache_dir = cache_dir  # on-disk inversion cache every worker uses
 
     @property
     def index_path(self) -> Path:
@@ -189,7 +191,7 @@ class BatchRunner:
         done = failed = evaluations = 0
         bar = tqdm(total=len(pending), desc="batch", unit="photo", disable=not self.progress)
         try:
-            for result in engine.run(PhotoWork(self.config), pending):
+            for result in engine.run(PhotoWork(self.config, self.cache_dir), pending):
                 if result.fatal:
                     raise BatchAbortedError(result.error)
                 job = by_name[result.name]

@@ -20,8 +20,11 @@ row with the error and the run goes on; a later run retries it only with ``retry
 (``--retry-failed``), appending new rows (the newest row per item and prompt counts).
 
 One (method, item) pair is :func:`run_item`: a pure function from the item to its rows and
-images that writes nothing, so a distributed engine can call it item by item; the runner
-writes its images atomically and appends its rows.
+images that writes nothing. The runner hands the pairs to an engine of ``pnpsam batch``
+(:class:`~pnpsam.batch.local.LocalEngine` by default, or
+:class:`~pnpsam.batch.ray_engine.RayEngine`: one editor per Ray actor) as
+:class:`~pnpsam.bench.work.BenchWork`, and writes each result (images atomically, then its
+rows) as it arrives, so a run resumes the same whatever the engine.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from pnpsam.api import PnPEditor
+from pnpsam.batch.local import Engine, LocalEngine
 from pnpsam.bench.datasets import EditItem
 from pnpsam.bench.methods import MethodSpec, item_mask_config, run_method
 from pnpsam.bench.report import (
@@ -53,7 +57,7 @@ from pnpsam.bench.report import (
 from pnpsam.config import EditConfig
 from pnpsam.imageio import atomic_write, labelled_grid, load_image, save_json, save_png
 from pnpsam.masks.ops import resize_mask
-from pnpsam.metrics import EditMetrics
+from pnpsam.metrics import EditMetrics, EditMetricsConfig
 from pnpsam.outputs import append_lines, output_write_error
 from pnpsam.paths import inside, safe_name
 
@@ -265,7 +269,11 @@ class BenchmarkRunner:
         progress: bool = True,
         grid_items: int = 8,
         retry_failed: bool = False,
+        metrics_config: EditMetricsConfig | None = None,
+        metrics_device: str | None = None,
     ) -> None:
+        """``metrics``: loaded metric models for in-process runs; ``metrics_config`` (and
+        ``metrics_device``, default the editor's): what each worker of another engine loads."""
         self.editor = editor
         self.base_config = editor.resolve(base_config)
         self.out = Path(out)
@@ -273,6 +281,8 @@ class BenchmarkRunner:
         self.progress = progress
         self.grid_items = grid_items
         self.retry_failed = retry_failed  # False: a recorded failure counts as done
+        self.metrics_config = metrics_config
+        self.metrics_device = metrics_device
 
     @property
     def rows_path(self) -> Path:
@@ -306,9 +316,18 @@ class BenchmarkRunner:
         return result.rows
 
     def run(
-        self, items: Sequence[EditItem], methods: Sequence[MethodSpec], dataset: str = ""
+        self,
+        items: Sequence[EditItem],
+        methods: Sequence[MethodSpec],
+        dataset: str = "",
+        engine: Engine | None = None,
     ) -> BenchResult:
-        """Run every method on every item not yet finished, then write the reports."""
+        """Run every method on every item not yet finished, then write the reports.
+
+        ``engine``: where the pairs run (default: in this process, on ``self.editor``).
+        """
+        from pnpsam.bench.work import BenchPair, BenchWork  # it imports this module
+
         started = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
         configs = {spec.label: self._config_for(spec) for spec in methods}
@@ -321,17 +340,27 @@ class BenchmarkRunner:
             for item in items
             if (spec.label, item.id) not in finished
         ]
+        pairs = [
+            BenchPair(spec, item, configs[spec.label], hashes[spec.label]) for spec, item in pending
+        ]
+        work = BenchWork(
+            self.base_config,
+            pairs,
+            self.metrics_config,
+            self.metrics_device,
+            editor=self.editor,  # used in this process; a Ray actor loads its own
+            metrics=self.metrics,
+        )
         ran = failed = 0
-        bar = tqdm(pending, desc="bench", unit="edit", disable=not self.progress)
-        for spec, item in bar:
-            bar.set_postfix_str(f"{spec.label} / {item.id}", refresh=False)
-            result = run_item(
-                self.editor, item, spec, configs[spec.label], hashes[spec.label], self.metrics
-            )
-            rows = self.write_item(result, item, spec, hashes[spec.label])
+        bar = tqdm(total=len(pairs), desc="bench", unit="edit", disable=not self.progress)
+        for index, result in (engine or LocalEngine()).run(work, list(range(len(pairs)))):
+            pair = pairs[index]
+            bar.set_postfix_str(f"{pair.spec.label} / {pair.item.id}", refresh=False)
+            rows = self.write_item(result, pair.item, pair.spec, pair.settings)
             _append_rows(self.rows_path, rows)
             ran += 1
             failed += any(row["status"] == "failed" for row in rows)
+            bar.update()
         bar.close()
         summaries = summarize(read_rows(self.rows_path), [spec.label for spec in methods])
         files = self._write_reports(summaries, items, methods)

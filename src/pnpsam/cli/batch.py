@@ -8,9 +8,13 @@ points/box/mask/subject/seed/id per line). Every option of ``pnpsam edit`` appli
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from pnpsam.cli.options import OPTIONS, add_options, resolve_config
+from pnpsam.cli.options import OPTIONS, HelpFormatter, add_options, resolve_config
 from pnpsam.config import PRESETS
+
+if TYPE_CHECKING:
+    from pnpsam.batch.local import Engine
 
 
 def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -21,7 +25,7 @@ def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "prompts: per photo one inversion, the outputs and JSON record `pnpsam edit` writes, "
         "and a line in OUT/index.jsonl. Re-running skips finished photos (and photos that "
         "failed, unless --retry-failed); a killed run loses only the photos in flight.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("input", help="folder of photos, or a .jsonl/.csv manifest")
     parser.add_argument(
@@ -42,20 +46,34 @@ def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="redo photos whose outputs in --out were made with other settings",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="keep inverted latents in DIR (safetensors), shared by every worker: a later run "
+        "over the same photos with the same model and inversion settings skips the inversions",
+    )
+    add_engine_options(parser)
+    add_options(parser, OPTIONS)
+    parser.set_defaults(run=run_batch)
+    return parser
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """``--engine`` and the Ray pool's options (``batch`` and ``bench``)."""
     engine = parser.add_argument_group("engine")
     engine.add_argument(
         "--engine",
         choices=("local", "ray"),
         default="local",
-        help="local: in this process, the model loaded once; ray: a Ray actor pool "
-        "(pip install pnpsam[ray])",
+        help="local: in this process, the model loaded once; ray: a Ray actor pool, the "
+        "model loaded once per actor (pip install pnpsam[ray])",
     )
     engine.add_argument(
         "--workers",
         type=int,
         default=None,
-        help="Ray actors, each loading the model once (default: as many as the cluster's "
-        "GPUs or CPUs allow with the per-worker shares)",
+        help="Ray actors (default: as many as the cluster's GPUs or CPUs allow with the "
+        "per-worker shares)",
     )
     engine.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray actor")
     engine.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per Ray actor")
@@ -64,31 +82,33 @@ def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         default=None,
         help="join this Ray cluster ('auto', or ray://HOST:10001); default: a local Ray",
     )
-    add_options(parser, OPTIONS)
-    parser.set_defaults(run=run_batch)
-    return parser
+
+
+def make_engine(args: argparse.Namespace) -> Engine:
+    """The engine ``--engine`` names (the Ray one checks that Ray is installed)."""
+    if args.engine == "ray":
+        from pnpsam.batch.ray_engine import RayEngine
+
+        return RayEngine(args.workers, args.gpus_per_worker, args.cpus_per_worker, args.ray_address)
+    from pnpsam.batch.local import LocalEngine
+
+    return LocalEngine()
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    from pnpsam.batch import BatchRunner, LocalEngine, load_jobs
-    from pnpsam.batch.local import Engine
+    from pnpsam.batch import BatchRunner, load_jobs
     from pnpsam.outputs import OutputFolder
 
     cfg, data = resolve_config(args, OPTIONS)
     jobs = load_jobs(args.input, args.prompt or data.get("prompts"), seed=cfg.pnp.seed)
-    engine: Engine = LocalEngine()
-    if args.engine == "ray":
-        from pnpsam.batch.ray_engine import RayEngine
-
-        engine = RayEngine(
-            args.workers, args.gpus_per_worker, args.cpus_per_worker, args.ray_address
-        )
+    engine = make_engine(args)
     runner = BatchRunner(
         args.out,
         cfg,
         retry_failed=args.retry_failed,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        cache_dir=args.cache,
     )
     side = cfg.preprocess.size or 512
     need = len(jobs) * 4 * side * side * 3  # a PNG per photo, uncompressed

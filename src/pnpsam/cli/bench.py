@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from importlib.util import find_spec
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import yaml
 
@@ -23,6 +23,7 @@ from pnpsam.bench.methods import (
     split_method_list,
     sweep_methods,
 )
+from pnpsam.cli.batch import add_engine_options, make_engine
 from pnpsam.cli.options import OPTIONS, HelpFormatter, add_options, resolve_config
 from pnpsam.config import PRESETS, ConfigError, EditConfig
 from pnpsam.masks.config import DEFAULT_SAM_MODEL
@@ -33,6 +34,9 @@ from pnpsam.metrics.config import (
     StructureDistanceConfig,
 )
 from pnpsam.models.hub import check_available, unavailable
+
+if TYPE_CHECKING:
+    from pnpsam.batch.local import Engine
 
 # The edit settings a benchmark usually varies: the same flags as ``pnpsam edit``.
 BENCH_FLAGS = (
@@ -95,6 +99,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--retry-failed", action="store_true", help="re-run items recorded as failed"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_engine_options(parser)
     parser.set_defaults(run=run_bench)
     return parser
 
@@ -146,13 +151,14 @@ def run_bench(args: argparse.Namespace) -> int:
     if not items:
         raise ConfigError(f"dataset {str(args.dataset)!r} holds no items: nothing to run")
     config = _edit_config(args)
+    engine = make_engine(args)  # before loading anything: --engine ray needs Ray installed
     if not args.no_metrics:  # offline and not cached: fail now, not after loading the editor
         for what, model_id in metric_models(args):
             check_available(model_id, what, METRICS_ADVICE)
     side = config.preprocess.size or 512
     need = 2 * len(items) * len(methods) * side * side * 3  # PNGs, uncompressed
     with OutputFolder(args.out, "pnpsam bench", need):  # before any model loads
-        return _run_locked(args, items, methods, config)
+        return _run_locked(args, items, methods, config, engine)
 
 
 def _run_locked(
@@ -160,6 +166,7 @@ def _run_locked(
     items: list[EditItem],
     methods: list[MethodSpec],
     config: EditConfig,
+    engine: Engine,
 ) -> int:
     from pnpsam.api import PnPEditor
     from pnpsam.bench.runner import BenchmarkRunner
@@ -169,17 +176,16 @@ def _run_locked(
     if args.quiet:
         editor.set_progress_bar_config(disable=True)
     device = args.metrics_device or editor.device
-    metrics = None
+    metrics = metrics_config = None
     if not args.no_metrics:
+        metrics_config = EditMetricsConfig(
+            structure=StructureDistanceConfig(model_id=args.dino_model),
+            clip=ClipScoreConfig(model_id=args.clip_model),
+            lpips=LpipsConfig(backend=args.lpips, backbone_id=args.lpips_backbone),
+        )
         try:
-            metrics = EditMetrics.from_pretrained(
-                EditMetricsConfig(
-                    structure=StructureDistanceConfig(model_id=args.dino_model),
-                    clip=ClipScoreConfig(model_id=args.clip_model),
-                    lpips=LpipsConfig(backend=args.lpips, backbone_id=args.lpips_backbone),
-                ),
-                device=device,
-            )
+            if args.engine == "local":  # Ray actors load their own
+                metrics = EditMetrics.from_pretrained(metrics_config, device=device)
         except OSError as error:  # not found, gated, or a local folder that is not there
             names = " / ".join(model_id for _, model_id in metric_models(args))
             raise unavailable(names, "the metric models", METRICS_ADVICE, error) from error
@@ -190,8 +196,10 @@ def _run_locked(
         metrics=metrics,
         progress=not args.quiet,
         retry_failed=args.retry_failed,
+        metrics_config=metrics_config,
+        metrics_device=args.metrics_device,
     )
-    result = runner.run(items, methods, dataset=str(args.dataset))
+    result = runner.run(items, methods, dataset=str(args.dataset), engine=engine)
     print((result.out / "summary.md").read_text(encoding="utf-8"))
     print(
         f"ran {result.ran}, skipped {result.skipped} (already done), failed {result.failed} "
