@@ -9,6 +9,7 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -17,6 +18,8 @@ from safetensors import safe_open
 from pnpsam.api import PnPEditor
 from pnpsam.cli import main
 from pnpsam.config import EditConfig, InversionConfig, PreprocessConfig, apply_preset
+from pnpsam.core.features import SourceFeatures
+from pnpsam.core.injection import InjectionEvent
 from pnpsam.store import CacheWarning, InversionCache, InversionKey, InversionStore
 
 
@@ -174,3 +177,84 @@ def test_two_processes_writing_one_key_leave_one_valid_entry(tmp_path: Path) -> 
     value = float(found.clean[0, 0, 0, 0])
     assert value in (1.0, 2.0) and torch.equal(found.by_timestep[1], found.clean + 2)
     assert [p.name for p in folder.iterdir()] == [f"{key.digest}.safetensors"]
+
+
+# -- source-feature reuse -----------------------------------------------------------------
+
+
+@pytest.fixture()
+def reuse_editor(editor: PnPEditor, monkeypatch) -> PnPEditor:
+    """The session editor keeping source features (fresh stores, restored after)."""
+    monkeypatch.setattr(editor, "store", InversionStore())
+    monkeypatch.setattr(editor, "source_features", InversionStore(max_bytes=2**30))
+    return editor
+
+
+def test_reedit_with_kept_features_costs_two_rows_per_step_and_prompt(
+    reuse_editor: PnPEditor, photo: Image.Image
+) -> None:
+    cfg = _tiny_config(reuse_editor)
+    cfg.pnp.steps = 50
+    first = reuse_editor.edit(photo, "a red robot", cfg)
+    assert first.unet_evaluations == 50 + 40 + 100 == 190
+    again = reuse_editor.edit(photo, "a red robot", cfg)
+    assert again.unet_evaluations == 100 and again.inversion_reused
+    # equal up to the float rounding of a 2-row batch instead of a 3-row one (CPU kernels)
+    assert first.latents is not None and again.latents is not None
+    torch.testing.assert_close(again.latents, first.latents, rtol=0, atol=1e-3)
+    diff = np.abs(np.asarray(again.images[0], int) - np.asarray(first.images[0], int))
+    assert diff.max() <= 1
+    four = reuse_editor.edit(photo, ["a", "b", "c", "d"], cfg)
+    assert four.unet_evaluations == 4 * 100
+
+
+def test_replayed_features_are_the_source_rows_bit_for_bit(
+    reuse_editor: PnPEditor, photo: Image.Image
+) -> None:
+    cfg = _tiny_config(reuse_editor)
+    inversion = reuse_editor.invert(photo, cfg)
+    pipe = reuse_editor.pipeline
+    plain: list[InjectionEvent] = []
+    pipe.edit(inversion.latents, ["a red robot"], cfg.pnp, observers=[plain.append])
+    kept = SourceFeatures()
+    pipe.edit(inversion.latents, ["a blue dog"], cfg.pnp, features=kept)
+    assert len(kept.tensors) == len(plain) == 8 + 5 * 8 * 2  # residual 8 steps, Q/K 5 x 8 blocks
+    for event in plain:  # the source row of an ordinary batch, recorded exactly
+        assert torch.equal(
+            kept.get(event.step.timestep, event.kind, event.block), event.features[:1]
+        )
+    replayed: list[InjectionEvent] = []
+    with pipe.count_unet_rows() as rows:
+        pipe.edit(
+            inversion.latents, ["a", "b"], cfg.pnp, observers=[replayed.append], features=kept
+        )
+    assert rows.rows == 2 * 2 * 10 and len(replayed) == len(plain)
+    for event in replayed:  # guided rows only, each given the recorded source features
+        source = kept.get(event.step.timestep, event.kind, event.block)
+        assert event.features.shape[0] == 4 and torch.equal(
+            event.features, source.expand(4, *source.shape[1:])
+        )
+
+
+def test_chunks_replay_what_the_first_chunk_recorded(
+    reuse_editor: PnPEditor, photo: Image.Image
+) -> None:
+    cfg = _tiny_config(reuse_editor)
+    cfg.preprocess.size = 32  # at 16 px batch-size rounding grows to 1e-2 in this tiny UNet
+    prompts = ["a red robot", "a blue dog", "a photo of snow"]
+    reuse_editor.source_features.max_bytes = 0  # off: every chunk runs the source row
+    whole = reuse_editor.edit(photo, prompts, cfg)
+    reuse_editor.source_features.max_bytes = 2**30
+    chunked = reuse_editor.edit(photo, prompts, cfg, prompt_batch_size=2)
+    assert chunked.unet_evaluations == 8 + 2 * 3 * 10  # one source stream, not two
+    assert whole.latents is not None and chunked.latents is not None
+    torch.testing.assert_close(chunked.latents, whole.latents, rtol=0, atol=1e-4)
+
+
+def test_features_over_the_budget_are_not_kept(reuse_editor: PnPEditor, photo) -> None:
+    cfg = _tiny_config(reuse_editor)
+    reuse_editor.source_features.max_bytes = 1000
+    first = reuse_editor.edit(photo, "a red robot", cfg)
+    again = reuse_editor.edit(photo, "a red robot", cfg)
+    assert again.unet_evaluations == first.unet_evaluations - 10 == 8 + 20
+    assert len(reuse_editor.source_features) == 0

@@ -42,6 +42,7 @@ from pnpsam.config import (
     config_for_model,
     model_defaults,
 )
+from pnpsam.core.features import SourceFeatures
 from pnpsam.core.injection import InjectionSiteError, find_injection_sites
 from pnpsam.core.inversion import InvertedLatents
 from pnpsam.core.pipeline import PnPPipeline
@@ -58,7 +59,11 @@ from pnpsam.imageio import (
 from pnpsam.masks import MaskMaker, SubjectMask, WeakenConfig, finish_mask
 from pnpsam.masks.weaken import restore_brightness, weaken_background
 from pnpsam.models.loading import load_stable_diffusion
-from pnpsam.store import InversionCache, InversionKey, InversionStore
+from pnpsam.store import FeaturesKey, InversionCache, InversionKey, InversionStore
+
+# A feature budget for interactive front ends (the web app): one 512 px photo's source
+# features take ~650 MiB in fp16 and ~1.3 GiB in fp32 (README), so this keeps 1-3 photos.
+INTERACTIVE_FEATURE_BYTES = 2 * 1024**3
 
 
 @dataclass
@@ -156,6 +161,7 @@ class PnPEditor:
         model: ModelConfig,
         store: InversionStore[Inversion] | None = None,
         cache: InversionCache | None = None,
+        feature_bytes: int = 0,
     ) -> None:
         self.pipeline = pipeline
         self.model = model
@@ -164,6 +170,11 @@ class PnPEditor:
         self.store: InversionStore[Inversion] = store if store is not None else InversionStore()
         # inverted latents on disk, shared by processes; None = no disk cache
         self.cache: InversionCache | None = cache
+        # the source stream's features of recent inversions, on the device, within
+        # ``feature_bytes``: a re-edit then costs 2 x steps rows per prompt; 0 keeps none
+        self.source_features: InversionStore[SourceFeatures] = InversionStore(
+            max_items=8, max_bytes=feature_bytes
+        )
         self._img2img: Any = None  # diffusers img2img on the same modules, made by ``sdedit``
 
     @classmethod
@@ -172,20 +183,25 @@ class PnPEditor:
         model: str | ModelConfig = DEFAULT_MODEL_ID,
         *,
         cache_dir: str | os.PathLike[str] | None = None,
+        feature_bytes: int = 0,
         **model_options: Any,
     ) -> PnPEditor:
         """Load a checkpoint: hub id, diffusers folder or .safetensors file.
 
         ``cache_dir``: a folder for the on-disk inversion cache (``InversionCache``; created
         when first written), shared by processes and runs: a photo inverted once is not
-        inverted again with the same model and settings. ``model_options`` are
+        inverted again with the same model and settings. ``feature_bytes``: memory (device)
+        for keeping the source stream's features of recent photos, so re-editing one costs
+        exactly 2 x steps UNet rows per prompt (``INTERACTIVE_FEATURE_BYTES`` suits an app;
+        0, the default, keeps none; ``editor.source_features.max_bytes`` changes it later).
+        ``model_options`` are
         ``ModelConfig`` fields: device, dtype, cpu_offload, revision, allow_pickle,
         single_file_config.
         """
         cfg = model if isinstance(model, ModelConfig) else ModelConfig(model=model, **model_options)
         cache = InversionCache(cache_dir) if cache_dir is not None else None
         sd, device = load_stable_diffusion(cfg)
-        return cls(PnPPipeline(sd, device), cfg, cache=cache)
+        return cls(PnPPipeline(sd, device), cfg, cache=cache, feature_bytes=feature_bytes)
 
     @property
     def device(self) -> torch.device:
@@ -405,10 +421,16 @@ class PnPEditor:
         if subject is not None:
             subject_tensor = torch.from_numpy(subject.mask)[None, None].to(self.pipeline.device)
         start = time.perf_counter()
+        features_key, features = self._source_features(inversion, cfg)
         with self.pipeline.count_unet_rows() as counted:
             latents = self.pipeline.edit(
-                inversion.latents, prompts, cfg.pnp, subject_tensor, callback
+                inversion.latents, prompts, cfg.pnp, subject_tensor, callback, features=features
             )
+        if features_key is not None and features is not None:
+            if features.overflowed:  # over the budget: keep none rather than a part
+                self.source_features.discard(features_key)
+            elif features.tensors:
+                self.source_features.put(features_key, features)  # (re)counts its bytes
         sampled = time.perf_counter()
         pixels = self.pipeline.decode(latents).permute(0, 2, 3, 1).numpy()
         if subject is not None and cfg.weaken.restore != "none":
@@ -444,6 +466,21 @@ class PnPEditor:
             inversion_reused=reused,
             inversion_cached=inversion.cached,
         )
+
+    def _source_features(
+        self, inversion: Inversion, cfg: EditConfig
+    ) -> tuple[FeaturesKey | None, SourceFeatures | None]:
+        """The kept source features of this inversion and grid, or an empty recorder (or none).
+
+        None when no budget is set or the inversion has no key (made outside ``invert``).
+        """
+        budget = self.source_features.max_bytes
+        if budget == 0 or self.source_features.max_items == 0 or inversion.key is None:
+            return None, None
+        timesteps = tuple(self.pipeline.sampling_timesteps(cfg.pnp.steps))
+        key = FeaturesKey(inversion.key, timesteps, cfg.pnp.source)
+        kept = self.source_features.get(key)
+        return key, kept if kept is not None else SourceFeatures(max_bytes=budget)
 
     def sdedit(
         self,

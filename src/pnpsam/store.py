@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 from safetensors import safe_open
@@ -75,8 +75,43 @@ class InversionKey:
 
     @property
     def digest(self) -> str:
-        text = json.dumps(self.describe(), sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return _digest(self.describe())
+
+
+@dataclass(frozen=True)
+class FeaturesKey:
+    """What the source stream's features depend on: the inversion, the grid read, the mode.
+
+    ``timesteps``: the sampling grid of the edit; ``source``: ``PnPConfig.source``. Sites and
+    thresholds are not part of it: ``SourceFeatures.covers`` checks an edit's needs.
+    """
+
+    inversion: InversionKey
+    timesteps: tuple[int, ...]
+    source: str
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "inversion": self.inversion.describe(),
+            "timesteps": list(self.timesteps),
+            "source": self.source,
+        }
+
+    @property
+    def digest(self) -> str:
+        return _digest(self.describe())
+
+
+class Keyed(Protocol):
+    """A store key: anything with a stable hex ``digest``."""
+
+    @property
+    def digest(self) -> str: ...
+
+
+def _digest(description: Mapping[str, Any]) -> str:
+    text = json.dumps(description, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,7 +133,7 @@ def tensor_bytes(value: Any) -> int:
 
 
 class InversionStore(Generic[T]):
-    """Least-recently-used store of inversions by ``InversionKey.digest``, in memory.
+    """Least-recently-used store of inversions (or their source features) by key digest.
 
     Bounded by ``max_items`` and by ``max_bytes`` of tensors (``size_of``, default:
     ``tensor_bytes``); adding past either bound evicts the least recently used entries. An entry
@@ -122,7 +157,7 @@ class InversionStore(Generic[T]):
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: InversionKey) -> T | None:
+    def get(self, key: Keyed) -> T | None:
         entry = self._entries.get(key.digest)
         if entry is None:
             self.misses += 1
@@ -131,7 +166,7 @@ class InversionStore(Generic[T]):
         self.hits += 1
         return entry[0]
 
-    def put(self, key: InversionKey, value: T) -> None:
+    def put(self, key: Keyed, value: T) -> None:
         size = self._size_of(value)
         self._entries.pop(key.digest, None)
         if self.max_items == 0 or size > self.max_bytes:
@@ -140,7 +175,10 @@ class InversionStore(Generic[T]):
         while len(self._entries) > self.max_items or self.nbytes > self.max_bytes:
             self._entries.popitem(last=False)
 
-    def __contains__(self, key: InversionKey) -> bool:
+    def discard(self, key: Keyed) -> None:
+        self._entries.pop(key.digest, None)
+
+    def __contains__(self, key: Keyed) -> bool:
         return key.digest in self._entries
 
     def __len__(self) -> int:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,9 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 
 from pnpsam.config import InjectionMode
+
+if TYPE_CHECKING:
+    from pnpsam.core.features import SourceFeatures
 
 InjectionKind = Literal["residual", "query", "key"]
 
@@ -201,6 +204,10 @@ class FeatureInjector:
     chosen attn1 modules and forward hooks on the chosen ``conv2`` modules; leaving the block
     restores the original processors and removes the hooks. Per-step state is given explicitly:
     ``with injector.step(InjectionStep(...)): unet(...)``; outside a step nothing is injected.
+
+    ``features`` (``SourceFeatures``), when set, records the source row's features on steps
+    whose batch has a source row, and supplies them on injecting steps whose batch has none
+    (``replay``: the sampler then leaves the source row out).
     """
 
     def __init__(
@@ -217,6 +224,8 @@ class FeatureInjector:
         self._step: InjectionStep | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._saved_processors: dict[str, object] | None = None
+        self.features: SourceFeatures | None = None
+        self.replay = False  # inject ``features`` instead of running the source row
 
     # -- installation --------------------------------------------------------------------
     def __enter__(self) -> FeatureInjector:
@@ -270,7 +279,17 @@ class FeatureInjector:
             )
         layout = state.layout
         layout.check(features)
-        source = features[layout.source]
+        if layout.has_source:
+            source = features[layout.source]
+            if self.features is not None:
+                self.features.record(state.timestep, kind, block, source)
+        else:  # replay: the source row's features as recorded, bit for bit
+            if self.features is None:
+                raise RuntimeError(
+                    f"{kind} injection at block {block} in a batch without a source row, and "
+                    "no recorded source features to replay"
+                )
+            source = self.features.get(state.timestep, kind, block)
         guided = features[layout.guided]
         weight: float | torch.Tensor = self.settings.weight()
         if self.settings.mask is not None:
@@ -279,14 +298,14 @@ class FeatureInjector:
                 mask = mask.flatten(2).transpose(1, 2)
             weight = mask * weight
         mixed = torch.lerp(guided, source.expand_as(guided), weight)
-        out = torch.cat([source, mixed], dim=0)
+        out = torch.cat([source, mixed], dim=0) if layout.has_source else mixed
         for observer in self.observers:
             observer(InjectionEvent(state, kind, block, out))
         return out
 
     def active(self, kind: Literal["residual", "attention"]) -> bool:
         state = self._step
-        if state is None or not state.layout.has_source:
+        if state is None or not (state.layout.has_source or self.replay):
             return False
         return state.residual if kind == "residual" else state.attention
 

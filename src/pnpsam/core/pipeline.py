@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 
 from pnpsam.config import InversionConfig, PnPConfig
+from pnpsam.core.features import SourceFeatures, needed_features
 from pnpsam.core.injection import (
     FeatureInjector,
     InjectionEvent,
@@ -25,7 +26,12 @@ from pnpsam.core.injection import (
     find_injection_sites,
 )
 from pnpsam.core.inversion import InvertedLatents, StepCallback, ddim_invert, inversion_timesteps
-from pnpsam.core.sampling import SamplingCallback, TextConditions, pnp_sample
+from pnpsam.core.sampling import (
+    SamplingCallback,
+    TextConditions,
+    injection_schedule,
+    pnp_sample,
+)
 from pnpsam.models.loading import inverse_scheduler_for
 
 
@@ -191,6 +197,7 @@ class PnPPipeline:
         mask: torch.Tensor | None = None,
         callback: SamplingCallback | None = None,
         observers: Sequence[Callable[[InjectionEvent], None]] = (),
+        features: SourceFeatures | None = None,
     ) -> torch.Tensor:
         """Translate the inverted image by each prompt; returns latents (k, C, h, w).
 
@@ -198,7 +205,10 @@ class PnPPipeline:
         ``cfg.mask_injection``, and ``cfg.background_noise`` re-noises the rest of the start.
         Prompts run ``cfg.prompt_batch_size`` at a time (all by default); a CUDA out-of-memory
         error halves the chunk and retries, down to one prompt per batch. ``observers`` see
-        every injected tensor (for tests and debugging).
+        every injected tensor (for tests and debugging). ``features``: source-row features of
+        this inversion (same sampling grid and source mode); when they cover this edit's
+        injections no batch runs the source row, otherwise the source row's features are
+        recorded into them (and later chunks replay them).
         """
         cfg.validate()
         if not prompts:
@@ -210,6 +220,8 @@ class PnPPipeline:
         cond = self.encode_text(prompts)
         start = self.start_latent(inverted, cfg, mask)
         chunk = cfg.prompt_batch_size or len(prompts)
+        schedule = injection_schedule(cfg, self.sampling_timesteps(cfg.steps), 1)
+        needed = needed_features(schedule, sites)
         results: list[torch.Tensor] = []
         with (
             FeatureInjector(self.unet, sites, settings) as injector,
@@ -217,8 +229,10 @@ class PnPPipeline:
         ):
             bar.set_description("edit")
             injector.observers.extend(observers)
+            injector.features = features
             done = 0
             while done < len(prompts):
+                injector.replay = features is not None and features.covers(needed)
                 rows = slice(done, min(done + chunk, len(prompts)))
                 k = rows.stop - rows.start
                 text = TextConditions(

@@ -40,14 +40,18 @@ class TextConditions:
 
 
 def injection_schedule(
-    cfg: PnPConfig, timesteps: list[int], num_prompts: int
+    cfg: PnPConfig, timesteps: list[int], num_prompts: int, source_row: bool = True
 ) -> list[InjectionStep]:
-    """Which features are injected at each sampling step (leading steps, see ``PnPConfig``)."""
+    """Which features are injected at each sampling step (leading steps, see ``PnPConfig``).
+
+    ``source_row=False``: injected features are replayed (``SourceFeatures``), so no batch has
+    a source row.
+    """
     steps = []
     for index, t in enumerate(timesteps):
         residual = index < cfg.residual_steps
         attention = index < cfg.attention_steps
-        layout = BatchLayout(num_prompts, has_source=residual or attention)
+        layout = BatchLayout(num_prompts, has_source=(residual or attention) and source_row)
         steps.append(InjectionStep(index, int(t), residual, attention, layout))
     return steps
 
@@ -68,7 +72,8 @@ def pnp_sample(
 
     ``start_latent`` (1 or k, C, h, w) is x_T of the guided rows (the inverted latent or seeded
     noise). The source row is the inverted x_t at every step (``cfg.source == "inversion"``) or
-    its own DDIM reconstruction from x_T (``"reconstruction"``). The injector must be installed.
+    its own DDIM reconstruction from x_T (``"reconstruction"``). The injector must be installed;
+    with ``injector.replay`` the source row is left out and its recorded features injected.
     """
     scheduler.set_timesteps(cfg.steps, device=start_latent.device)
     timesteps = [int(t) for t in scheduler.timesteps]
@@ -77,7 +82,7 @@ def pnp_sample(
     latents = start_latent.expand(k, -1, -1, -1) * scheduler.init_noise_sigma
     source = inverted.at(timesteps[0])
     latent_hw = (latents.shape[-2], latents.shape[-1])
-    for state in injection_schedule(cfg, timesteps, k):
+    for state in injection_schedule(cfg, timesteps, k, source_row=not injector.replay):
         t = state.timestep
         layout = state.layout
         if layout.has_source and cfg.source == "inversion":
