@@ -1,98 +1,326 @@
-"""Speed of pnp-sam against a pnp-diffusers-like schedule, run in the same process.
+"""Speed of re-edits: first edit, in-process re-edit, cached re-edit, and the port's procedure.
 
-pnp-sam: one 50-step inversion per image, all prompts batched, the source row dropped once
-nothing is injected. Port-like baseline (what pnp-diffusers does, minus its disk I/O): a
-999-step inversion plus a 999-step reconstruction per image, then each prompt alone with the
-source row kept for all 50 steps. Prints wall times, UNet row-evaluations and their ratios.
+One run prints, for 1 and K prompts on the same model and photo, the UNet rows (counted by a
+pre-hook) and the median wall-clock of:
 
-    python benchmarks/speed.py                        # tiny random model, CPU
-    python benchmarks/speed.py --model stable-diffusion-v1-5/stable-diffusion-v1-5 \
-        --device cuda --dtype fp16 --size 512 --prompts 4
+* first edit — a new photo: inversion + source stream (its features recorded) + guided rows;
+* in-process re-edit — the same editor, other prompts: inversion and source features kept in
+  memory (``feature_bytes``), so only the 2 x steps guided rows per prompt run;
+* cached re-edit — a new editor (empty memory) with the same ``cache_dir``: the inversion is
+  read from disk, the source stream runs once, then the guided rows;
+* port — pnp-diffusers' procedure on the same model: a 999-step inversion and a 999-step
+  reconstruction per photo, then each prompt alone with the source row for all steps (its disk
+  reads and writes left out). Its shared part is timed once; each prompt's edit ``--repeats``
+  times.
+
+and the ratios port / ours. Peak memory per phase: RSS on CPU (Linux resets the high-water mark
+between phases), ``torch.cuda.max_memory_allocated`` on CUDA.
+
+    python benchmarks/speed.py                          # tiny random SD 1.5 layout, CPU
+    python benchmarks/speed.py --sd15 --device cuda --dtype fp16 --size 512   # device session
+    python benchmarks/speed.py --model stable-diffusion-v1-5/stable-diffusion-v1-5 --device cuda
+
+``--sd15`` builds the real SD 1.5 architecture (UNet 860 M, CLIP ViT-L text encoder, VAE) with
+random weights: no download, the real shapes, costs and memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from pnpsam.api import PnPEditor
-from pnpsam.config import EditConfig, InversionConfig, ModelConfig, PnPConfig
+from pnpsam.config import EditConfig, ModelConfig
+from pnpsam.core.pipeline import PnPPipeline
 from pnpsam.models.tiny import tiny_sd15_pipeline
 
-PROMPTS = ["a red robot", "a blue dog", "a photo of snow", "a cat"]
+PROMPTS = ["a red robot", "a blue dog", "a photo of snow", "a cat", "a robot dog", "a snow cat"]
 
 
-def port_like(editor: PnPEditor, image: Image.Image, cfg: EditConfig, prompts: list[str]) -> int:
-    """The port's schedule; returns UNet row-evaluations (999 inv + 999 recon + 3 x 50 each)."""
+@dataclass
+class Phase:
+    name: str
+    prompts: int
+    rows: int
+    seconds: list[float]
+    peak_mib: float
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+@dataclass
+class Session:
+    """The editor and cache folder the phases of one prompt count share."""
+
+    editor: PnPEditor
+    folder: Path
+    runs: int = 0
+
+
+class PeakMemory:
+    """Peak memory of a block: CUDA allocations, or the process RSS high-water mark (Linux)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def reset(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            return
+        # "5" resets VmHWM (peak RSS) to the current RSS; elsewhere the peak covers the run
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")
+
+    def peak_mib(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() / 2**20
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sd15_random_pipeline(seed: int = 0) -> object:
+    """The SD 1.5 architecture with random weights (shapes of the real checkpoint)."""
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from pnpsam.models.offline import build_offline_clip_tokenizer, token_ids_config
+    from pnpsam.models.tiny import SD15_DOWN_BLOCKS, SD15_UP_BLOCKS, SD_SCHEDULER
+
+    torch.manual_seed(seed)
+    words = tuple(" ".join(PROMPTS).split())
+    tokenizer = build_offline_clip_tokenizer(words)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            max_position_embeddings=tokenizer.model_max_length,
+            **token_ids_config(tokenizer),
+        )
+    )
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        down_block_types=SD15_DOWN_BLOCKS,
+        up_block_types=SD15_UP_BLOCKS,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+    )
+    with torch.no_grad():  # keep a random UNet's inversion well conditioned (see tiny.py)
+        unet.conv_out.weight.mul_(0.1)
+        unet.conv_out.bias.mul_(0.1)
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=512,
+        scaling_factor=0.18215,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler(**SD_SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def load_editor(args: argparse.Namespace) -> PnPEditor:
+    if not args.sd15:
+        model = args.model
+        if model is None:
+            model = tempfile.mkdtemp(prefix="pnpsam-tiny-")
+            tiny_sd15_pipeline().save_pretrained(model)
+        return PnPEditor.from_pretrained(
+            ModelConfig(model=model, device=args.device, dtype=args.dtype)
+        )
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    device = torch.device(args.device)
+    sd = sd15_random_pipeline().to(device=device, dtype=dtypes[args.dtype])  # type: ignore[attr-defined]
+    config = ModelConfig(model="random-sd15", device=args.device, dtype=args.dtype)
+    return PnPEditor(PnPPipeline(sd, device), config)
+
+
+def fresh_editor(like: PnPEditor, cache_dir: str | None, feature_bytes: int) -> PnPEditor:
+    """A new editor on the same loaded modules: empty memory, as a new process would have."""
+    from pnpsam.store import InversionCache
+
+    cache = InversionCache(cache_dir) if cache_dir is not None else None
+    return PnPEditor(like.pipeline, like.model, cache=cache, feature_bytes=feature_bytes)
+
+
+def timed(
+    memory: PeakMemory, run: Callable[[], int], repeats: int, before: Callable[[], object]
+) -> tuple[int, list[float], float]:
+    """(rows, seconds per repeat, peak MiB) of ``run`` (returns rows), ``before`` each repeat."""
+    seconds, rows, peak = [], 0, 0.0
+    for _ in range(repeats):
+        before()
+        memory.reset()
+        started = time.perf_counter()
+        rows = run()
+        seconds.append(time.perf_counter() - started)
+        peak = max(peak, memory.peak_mib())
+    return rows, seconds, peak
+
+
+def port_phases(
+    editor: PnPEditor, image: Image.Image, cfg: EditConfig, prompts: list[str], repeats: int
+) -> tuple[Phase, Phase]:
+    """The port's shared part (999 + 999 rows) once, and one prompt's edit (3 x 50 rows)."""
     port = EditConfig.from_dict(cfg.to_dict())
-    port.inversion = InversionConfig(steps=999)
-    inversion = editor.invert(image, port)
+    port.inversion.steps = 999
     pipe = editor.pipeline
-    empty = inversion.latents.source_embedding
-    pipe.scheduler.set_timesteps(999)
-    latent = inversion.latents.at(981)  # same cost as from t=999
-    with torch.no_grad():
-        for t in pipe.scheduler.timesteps:  # the port's preview reconstruction
-            noise = pipe.unet(latent, t, encoder_hidden_states=empty).sample
-            latent = pipe.scheduler.step(noise, t, latent).prev_sample
-    # the port keeps the source row for all steps: thresholds 1.0 cost the same rows
-    keep_source = {"pnp_f_t": 1.0, "pnp_attn_t": cfg.pnp.pnp_attn_t}
-    for prompt in prompts:
-        editor.edit(inversion, prompt, port, **keep_source)
-    return 2 * 999 + 3 * cfg.pnp.steps * len(prompts)
+    memory = PeakMemory(pipe.device)
+
+    def shared() -> int:
+        editor.store.clear()
+        with pipe.count_unet_rows() as counted:
+            inversion = editor.invert(image, port)
+            empty = inversion.latents.source_embedding
+            pipe.scheduler.set_timesteps(999)
+            # the port inverts all 999 steps; ours stops at the last kept timestep (981), so
+            # its reconstruction starts there: the same 999 calls from t = 999 cost the same
+            latent = inversion.latents.at(max(inversion.latents.by_timestep))
+            with torch.no_grad():
+                for t in pipe.scheduler.timesteps:
+                    noise = pipe.unet(latent, t, encoder_hidden_states=empty).sample
+                    latent = pipe.scheduler.step(noise, t, latent).prev_sample
+        return counted.rows + (999 - inversion.unet_evaluations)  # the 18 steps it skips
+
+    rows, seconds, peak = timed(memory, shared, 1, lambda: None)
+    shared_phase = Phase("port: 999 inversion + 999 reconstruction", 0, rows, seconds, peak)
+    inversion = editor.invert(image, port)
+    # the port keeps the source row for all 50 steps
+    index = iter(range(10**6))
+
+    def one_prompt() -> int:
+        prompt = prompts[next(index) % len(prompts)]
+        return editor.edit(inversion, prompt, port, pnp_f_t=1.0).unet_evaluations
+
+    rows, seconds, peak = timed(memory, one_prompt, repeats, lambda: None)
+    return shared_phase, Phase("port: one prompt alone", 1, rows, seconds, peak)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default=None, help="default: a tiny random SD 1.5 layout")
+    parser.add_argument("--sd15", action="store_true", help="SD 1.5 architecture, random weights")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="fp32")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--prompts", type=int, default=4, help="K, the larger prompt count")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per phase (median)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-port", action="store_true", help="skip the port's procedure")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = args.model
-    if model is None:
-        model = tempfile.mkdtemp(prefix="pnpsam-tiny-")
-        tiny_sd15_pipeline().save_pretrained(model)
-    editor = PnPEditor.from_pretrained(
-        ModelConfig(model=model, device=args.device, dtype=args.dtype)
-    )
+    editor = load_editor(args)
     editor.set_progress_bar_config(disable=True)
-    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), np.uint8))
+    memory = PeakMemory(editor.pipeline.device)
+    rng = np.random.default_rng(0)
+    photos = [Image.fromarray(rng.integers(0, 255, (96, 128, 3), np.uint8)) for _ in range(2)]
     cfg = editor.default_config()
     cfg.preprocess.size = args.size
-    prompts = PROMPTS[: args.prompts] if args.prompts <= len(PROMPTS) else PROMPTS * args.prompts
-    prompts = prompts[: args.prompts]
+    budget = 8 * 1024**3
+    cache_root = Path(tempfile.mkdtemp(prefix="pnpsam-cache-"))
+    phases: list[Phase] = []
+    feature_mib = 0.0
+    for k in sorted({1, args.prompts}):
+        prompts = (PROMPTS * k)[:k]
+        others = (PROMPTS[::-1] * k)[:k]
+        session = Session(editor, cache_root)
 
-    for k in sorted({1, len(prompts)}):
-        started = time.perf_counter()
-        editor.store.clear()  # time the inversion too
-        ours_evals = editor.edit(image, prompts[:k], cfg).unet_evaluations
-        ours = time.perf_counter() - started
-        started = time.perf_counter()
-        editor.store.clear()
-        port_evals = port_like(editor, image, cfg, prompts[:k])
-        port = time.perf_counter() - started
-        print(
-            f"{k} prompt(s): pnp-sam {ours:.1f} s, {ours_evals} UNet rows | port-like "
-            f"{port:.1f} s, {port_evals} UNet rows | speed-up x{port / ours:.1f} "
-            f"(rows x{port_evals / ours_evals:.1f})"
-        )
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        def new_photo_editor(k: int = k, session: Session = session) -> None:
+            # each repeat: an empty cache folder and empty memory (a photo never seen)
+            session.runs += 1
+            session.folder = cache_root / f"k{k}-{session.runs}"
+            session.editor = fresh_editor(editor, str(session.folder), budget)
+
+        def first(prompts: list[str] = prompts, session: Session = session) -> int:
+            return session.editor.edit(photos[0], prompts, cfg).unet_evaluations
+
+        rows, secs, peak = timed(memory, first, args.repeats, new_photo_editor)
+        phases.append(Phase("first edit", k, rows, secs, peak))
+        feature_mib = max(feature_mib, session.editor.source_features.nbytes / 2**20)
+
+        def again(others: list[str] = others, session: Session = session) -> int:
+            return session.editor.edit(photos[0], others, cfg).unet_evaluations
+
+        rows, secs, peak = timed(memory, again, args.repeats, lambda: None)
+        phases.append(Phase("in-process re-edit", k, rows, secs, peak))
+
+        def reopen(session: Session = session) -> None:  # the filled folder, a new process
+            session.editor = fresh_editor(editor, str(session.folder), budget)
+
+        rows, secs, peak = timed(memory, again, args.repeats, reopen)
+        phases.append(Phase("cached re-edit (new editor)", k, rows, secs, peak))
+
+    port: dict[int, tuple[int, float, float]] = {}
+    if not args.no_port:
+        shared, per_prompt = port_phases(editor, photos[1], cfg, PROMPTS, args.repeats)
+        for k in sorted({1, args.prompts}):
+            port[k] = (
+                shared.rows + k * per_prompt.rows,
+                shared.median + k * per_prompt.median,
+                max(shared.peak_mib, per_prompt.peak_mib),
+            )
+        phases += [shared, per_prompt]
+
     print(
-        f"peak RSS {peak:.0f} MiB; defaults {PnPConfig().steps} steps, "
-        f"device {editor.pipeline.device}, dtype {args.dtype}, size {args.size}"
+        f"model {'random SD 1.5' if args.sd15 else editor.model.model}, device "
+        f"{editor.pipeline.device}, dtype {args.dtype}, size {args.size}, "
+        f"{cfg.pnp.steps} steps, median of {args.repeats}"
     )
-    if torch.cuda.is_available() and editor.pipeline.device.type == "cuda":
-        print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    print(
+        f"{'phase':<30} {'k':>2} {'rows':>6} {'median s':>9} {'peak MiB':>9} "
+        f"{'rows port/ours':>15} {'time port/ours':>15}"
+    )
+    for phase in phases:
+        ratio_rows = ratio_time = ""
+        if phase.prompts in port and not phase.name.startswith("port"):
+            port_rows, port_s, _ = port[phase.prompts]
+            ratio_rows = f"x{port_rows / phase.rows:.1f}"
+            ratio_time = f"x{port_s / phase.median:.1f}"
+        print(
+            f"{phase.name:<30} {phase.prompts or '':>2} {phase.rows:>6} {phase.median:>9.3f} "
+            f"{phase.peak_mib:>9.0f} {ratio_rows:>15} {ratio_time:>15}"
+        )
+    for k, (rows, seconds, peak) in port.items():
+        print(f"{'port total':<30} {k:>2} {rows:>6} {seconds:>9.3f} {peak:>9.0f}")
+    print(f"kept source features per photo: {feature_mib:.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from safetensors import safe_open
 from pnpsam.api import PnPEditor
 from pnpsam.cli import main
 from pnpsam.config import EditConfig, InversionConfig, PreprocessConfig, apply_preset
-from pnpsam.core.features import SourceFeatures
-from pnpsam.core.injection import InjectionEvent
+from pnpsam.core.features import SourceFeatures, source_feature_bytes
+from pnpsam.core.injection import InjectionEvent, find_injection_sites
 from pnpsam.store import CacheWarning, InversionCache, InversionKey, InversionStore
 
 
@@ -219,6 +219,9 @@ def test_replayed_features_are_the_source_rows_bit_for_bit(
     kept = SourceFeatures()
     pipe.edit(inversion.latents, ["a blue dog"], cfg.pnp, features=kept)
     assert len(kept.tensors) == len(plain) == 8 + 5 * 8 * 2  # residual 8 steps, Q/K 5 x 8 blocks
+    sites = find_injection_sites(pipe.unet, cfg.pnp.residual_blocks, cfg.pnp.attention_blocks)
+    latent_hw = tuple(inversion.latents.clean.shape[-2:])
+    assert kept.nbytes == source_feature_bytes(pipe.unet, sites, latent_hw, 8, 5, 4)  # README's
     for event in plain:  # the source row of an ordinary batch, recorded exactly
         assert torch.equal(
             kept.get(event.step.timestep, event.kind, event.block), event.features[:1]

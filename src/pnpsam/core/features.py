@@ -69,3 +69,34 @@ def needed_features(schedule: Sequence[InjectionStep], sites: InjectionSites) ->
             for block in sites.attention:
                 needed.update({(state.timestep, "query", block), (state.timestep, "key", block)})
     return needed
+
+
+def source_feature_bytes(
+    unet: torch.nn.Module,
+    sites: InjectionSites,
+    latent_hw: tuple[int, int],
+    residual_steps: int,
+    attention_steps: int,
+    element_size: int,
+) -> int:
+    """Bytes ``SourceFeatures`` holds for one photo, from the UNet's shapes (nothing is run).
+
+    ``residual_steps x sum_b C_b h_b w_b + attention_steps x sum_b 2 N_b D_b``, times the element
+    size: C_b the channels of residual block b's conv2, (h_b, w_b) its grid; N_b = h_b w_b
+    tokens and D_b the query/key width of attention block b. Up block i of n runs at the latent
+    grid / 2^(n - 1 - i) (every up block but the last ends by upsampling).
+    """
+    modules = dict(unet.named_modules())
+    up_blocks = len(getattr(unet, "up_blocks", ()))
+
+    def grid(name: str) -> int:
+        block = int(name.split(".")[1])  # up_blocks.<i>....
+        factor = 2 ** (up_blocks - 1 - block)
+        return -(-latent_hw[0] // factor) * -(-latent_hw[1] // factor)
+
+    residual = sum(modules[n].out_channels * grid(n) for n in sites.residual.values())
+    attention = sum(
+        (modules[n].to_q.out_features + modules[n].to_k.out_features) * grid(n)
+        for n in sites.attention.values()
+    )
+    return element_size * (residual_steps * residual + attention_steps * attention)
