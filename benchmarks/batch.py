@@ -8,7 +8,8 @@
 Every repeat runs the whole batch into a fresh folder (so each includes loading the model:
 once for the local engine, once per actor for Ray) and the medians are printed with their
 ratio. Ray's start-up overhead (``ray.init`` of a local cluster) is timed apart and not in the
-photos/s; the time to the first finished photo is printed for both engines. The local engine
+photos/s; the time to the first finished photo (model loading: once, or once per actor in
+parallel) and the rate after it are printed for both engines. The local engine
 runs at 1 thread and at ``--threads`` (default: the Ray workers' CPUs together), so the Ray
 pool is compared with the best the local engine does on the same cores. The outputs of every
 run are checked to be byte-identical across engines.
@@ -79,8 +80,11 @@ def one_run(engine: Engine, photos: Path, cfg: EditConfig, root: Path) -> dict[s
     timed = Timed(engine)
     summary = BatchRunner(out, cfg, progress=False).run(load_jobs(photos, PROMPTS), timed)
     assert summary.failed == 0 and summary.done > 0, summary.line()
+    after_first = summary.seconds - timed.first
     return {
         "photos_per_s": summary.photos_per_second,
+        # once the model is loaded (the first photo includes loading it, per actor for Ray)
+        "steady_per_s": (summary.done - 1) / after_first if after_first > 0 else 0.0,
         "seconds": summary.seconds,
         "first_s": timed.first,
         "digest": digest(out),
@@ -91,8 +95,9 @@ def report(label: str, runs: list[dict[str, Any]]) -> float:
     rate = statistics.median(r["photos_per_s"] for r in runs)
     first = statistics.median(r["first_s"] for r in runs)
     seconds = statistics.median(r["seconds"] for r in runs)
+    steady = statistics.median(r["steady_per_s"] for r in runs)
     each = ", ".join(f"{r['photos_per_s']:.3f}" for r in runs)
-    print(f"| {label} | {rate:.3f} | {seconds:.1f} | {first:.1f} | {each} |")
+    print(f"| {label} | {rate:.3f} | {steady:.2f} | {seconds:.1f} | {first:.1f} | {each} |")
     return rate
 
 
@@ -125,8 +130,11 @@ def main() -> None:
             f"{args.photos} photos x {len(PROMPTS)} prompts, {args.steps} steps, {args.size} px, "
             f"{args.model} on {args.device}; {args.repeats} repeats; medians\n"
         )
-        print("| engine | photos/s | run s | first photo s | photos/s per repeat |")
-        print("|---|---|---|---|---|")
+        print(
+            "| engine | photos/s | photos/s after the first | run s | first photo s "
+            "| photos/s per repeat |"
+        )
+        print("|---|---|---|---|---|---|")
         local_rates, digests = {}, set()
         threads = args.threads or max(1, int(args.workers * args.cpus_per_worker))
         for count in sorted({1, threads}):
