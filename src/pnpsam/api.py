@@ -44,8 +44,8 @@ from pnpsam.config import (
 )
 from pnpsam.core.features import SourceFeatures
 from pnpsam.core.injection import InjectionSiteError, find_injection_sites
-from pnpsam.core.inversion import InvertedLatents
-from pnpsam.core.pipeline import PnPPipeline
+from pnpsam.core.inversion import InvertedLatents, TimestepGridError
+from pnpsam.core.pipeline import OutOfMemoryError, PnPPipeline
 from pnpsam.core.sampling import SamplingCallback
 from pnpsam.imageio import (
     ImageInput,
@@ -60,6 +60,19 @@ from pnpsam.masks import MaskMaker, SubjectMask, WeakenConfig, finish_mask
 from pnpsam.masks.weaken import restore_brightness, weaken_background
 from pnpsam.models.loading import load_stable_diffusion
 from pnpsam.store import FeaturesKey, InversionCache, InversionKey, InversionStore
+
+# The errors a caller may catch are re-exported here, so front ends never import the core.
+__all__ = [
+    "EditResult",
+    "ImageInput",
+    "InjectionSiteError",
+    "Inversion",
+    "OutOfMemoryError",
+    "PnPEditor",
+    "TimestepGridError",
+    "package_versions",
+    "unet_evaluations",
+]
 
 # A feature budget for interactive front ends (the web app): one 512 px photo's source
 # features take ~650 MiB in fp16 and ~1.3 GiB in fp32 (README), so this keeps 1-3 photos.
