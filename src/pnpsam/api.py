@@ -17,6 +17,7 @@ inversion of a photo it has seen. ``EditResult.record()`` is the JSON record fro
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import time
@@ -41,6 +42,8 @@ from pnpsam.config import (
     PreprocessConfig,
     config_for_model,
     model_defaults,
+    prompt_list,
+    short_repr,
 )
 from pnpsam.core.features import SourceFeatures
 from pnpsam.core.injection import InjectionSiteError, find_injection_sites
@@ -102,6 +105,8 @@ class Inversion:
     reused: bool = False  # True when this object came from the editor's store or disk cache
     cached: bool = False  # True when its latents were read from the on-disk cache
     key: InversionKey | None = None  # what it depends on (``PnPEditor.inversion_key``)
+    # where ``subject`` came from: the mask config's sources, or "array" for a given mask
+    mask_sources: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -152,6 +157,25 @@ class EditResult:
             "inversion_reused": self.inversion_reused,
             "inversion_cached": self.inversion_cached,
         }
+
+
+def _check_keywords(
+    where: str, given: dict[str, Any], config: type, exclude: Sequence[str] = ()
+) -> None:
+    """Refuse keywords that are not fields of ``config``, listing the valid ones."""
+    valid = sorted(f.name for f in dataclasses.fields(config) if f.name not in exclude)
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ConfigError(f"{where}() got unknown keyword(s) {unknown}; valid: {valid}")
+
+
+def _mask_sources(cfg: EditConfig, mask: np.ndarray | None) -> dict[str, Any]:
+    """The subject sources an edit names: config.mask's (non-empty) and a given array."""
+    fields = ("points", "neg_points", "box", "subject", "mask_file")
+    named = {k: getattr(cfg.mask, k) for k in fields if getattr(cfg.mask, k)}
+    if mask is not None:
+        named["array"] = hashlib.sha256(np.ascontiguousarray(mask).tobytes()).hexdigest()[:16]
+    return named
 
 
 def package_versions() -> dict[str, str]:
@@ -211,7 +235,22 @@ class PnPEditor:
         ``ModelConfig`` fields: device, dtype, cpu_offload, revision, allow_pickle,
         single_file_config.
         """
-        cfg = model if isinstance(model, ModelConfig) else ModelConfig(model=model, **model_options)
+        _check_keywords("from_pretrained", model_options, ModelConfig, exclude=("model",))
+        if isinstance(model, ModelConfig):
+            if model_options:
+                raise ConfigError(
+                    f"from_pretrained got a ModelConfig and also {sorted(model_options)}; "
+                    "set them on the ModelConfig"
+                )
+            cfg = model
+        elif isinstance(model, str | os.PathLike):
+            cfg = ModelConfig(model=str(model), **model_options)
+        else:
+            raise ConfigError(
+                f"model must be a hub id, a folder or file path, or a ModelConfig; got "
+                f"{type(model).__name__} {short_repr(model)}"
+            )
+        cfg.validate()
         cache = InversionCache(cache_dir) if cache_dir is not None else None
         sd, device = load_stable_diffusion(cfg)
         return cls(PnPPipeline(sd, device), cfg, cache=cache, feature_bytes=feature_bytes)
@@ -346,6 +385,7 @@ class PnPEditor:
                 weaken=dataclasses.replace(cfg.weaken),
                 reused=True,
                 cached=False,
+                mask_sources=_mask_sources(cfg, mask),
             )
         start = time.perf_counter()
         latents = self._from_disk(key, inverted_image, cfg)
@@ -372,6 +412,7 @@ class PnPEditor:
             reused=rows == 0,
             cached=rows == 0,
             key=key,
+            mask_sources=_mask_sources(cfg, mask),
         )
         self.store.put(key, dataclasses.replace(inversion, reused=False, cached=False))
         return inversion
@@ -410,11 +451,8 @@ class PnPEditor:
         (HxW in [0, 1] at the image's size, 1 = subject) or ``config.mask`` names the subject:
         injection then stops at it (``mask_injection``), and ``config.weaken`` applies.
         """
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        if not prompts:
-            raise ValueError("prompts is empty: give at least one target prompt")
-        if any(not isinstance(p, str) for p in prompts):
-            raise ValueError(f"prompts must be strings; got {prompts!r}")
+        prompts = prompt_list(prompts)
+        _check_keywords("edit", pnp_overrides, PnPConfig)
         cfg = self.resolve(config or self.default_config())
         cfg.pnp = dataclasses.replace(cfg.pnp, **pnp_overrides)
         cfg.pnp.validate()
@@ -422,6 +460,15 @@ class PnPEditor:
         given = isinstance(image, Inversion)
         if isinstance(image, Inversion):
             inversion = image
+            asked = _mask_sources(cfg, mask)
+            if asked and asked != inversion.mask_sources:
+                # the subject was fixed when the image was inverted; silently dropping these
+                # would edit a different subject than the caller names
+                raise ConfigError(
+                    f"the subject of an Inversion is fixed when it is made; this edit also "
+                    f"gives {sorted(asked)} ({short_repr(asked)}), which an Inversion cannot use. "
+                    "Pass them to editor.invert(...), or pass the image instead"
+                )
             if inversion.sampling_steps != cfg.pnp.steps:
                 inversion.latents.check_grid(self.pipeline.sampling_timesteps(cfg.pnp.steps))
             cfg.preprocess, cfg.inversion = inversion.preprocess, inversion.inversion
@@ -509,9 +556,9 @@ class PnPEditor:
         """
         from diffusers import StableDiffusionImg2ImgPipeline
 
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        prompts = prompt_list(prompts)
         cfg = self.resolve(config or self.default_config())
-        if not 0.0 < strength <= 1.0:
+        if not isinstance(strength, int | float) or not 0.0 < strength <= 1.0:
             raise ConfigError(f"sdedit strength must be in (0, 1]; got {strength!r}")
         source = self.prepare(as_rgb_image(image, cfg.preprocess.max_input_pixels), cfg.preprocess)
         if self._img2img is None:  # built once; shares the editor's modules

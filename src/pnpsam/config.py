@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from pnpsam.masks.config import MaskConfig, WeakenConfig
 
@@ -53,6 +54,124 @@ def _check_fraction(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be a number in [0, 1]; got {value!r}")
 
 
+def check_types(section: Any, where: str) -> None:
+    """Raise :class:`ConfigError` naming the first field of a config dataclass whose value is
+    not of its declared type. Strict: a bool is not a number (``steps: true`` is refused, not
+    one step) and numbers must be finite (``guidance: .inf`` would make black images)."""
+    hints = get_type_hints(type(section))
+    for item in dataclasses.fields(section):
+        value = getattr(section, item.name)
+        if not _is_type(value, hints[item.name]):
+            raise ConfigError(
+                f"{where}.{item.name} must be {_describe(hints[item.name])}; "
+                f"got {short_repr(value)} ({type(value).__name__})"
+            )
+
+
+def _is_type(value: Any, hint: Any) -> bool:
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin is Literal:
+        return any(type(value) is type(a) and value == a for a in args)
+    if origin in (types.UnionType, Union):
+        return any(_is_type(value, a) for a in args)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
+    if origin in (tuple, list):
+        if not isinstance(value, tuple | list):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(map(_is_type, value, args))
+        return all(_is_type(v, args[0]) for v in value) if args else True
+    return isinstance(value, origin or hint)
+
+
+def _describe(hint: Any) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is type(None):
+        return "null"
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin in (types.UnionType, Union):
+        return " or ".join(_describe(a) for a in args)
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return f"{len(args)} numbers" if float in args else f"a tuple of {len(args)}"
+    if origin in (tuple, list):
+        return f"a list of ({_describe(args[0])})" if args else "a list"
+    names = {bool: "true or false", int: "an integer", float: "a finite number", str: "text"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+MAX_CONFIG_BYTES = 1 << 20  # config files, manifests' YAML: far below this in practice
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse YAML (or JSON) config text safely: no Python objects, no anchors/aliases.
+
+    Aliases let a few lines expand into billions of nodes (the "billion laughs" file) or into
+    a list that contains itself, which every later walk over the config would choke on; config
+    files never need them. Text over ``MAX_CONFIG_BYTES`` is refused too.
+    """
+    import yaml
+
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{where} is {len(text) / 2**20:.1f} MiB; configs over "
+            f"{MAX_CONFIG_BYTES / 2**20:.0f} MiB are refused"
+        )
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent | yaml.events.NodeEvent) and (
+                isinstance(event, yaml.AliasEvent) or event.anchor is not None
+            ):
+                raise ConfigError(
+                    f"{where} uses YAML anchors/aliases (&name / *name), which are refused: "
+                    "write the values out"
+                )
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where} is not valid YAML/JSON: {err}") from err
+
+
+def prompt_list(prompts: object) -> list[str]:
+    """``prompts`` (a string or a list/tuple of strings) as a non-empty list of strings.
+
+    Anything else is refused by name before the text encoder sees it (a nested list once
+    became one 343-token "prompt").
+    """
+    if isinstance(prompts, str):
+        return [prompts]
+    if not isinstance(prompts, list | tuple):
+        raise ConfigError(
+            f"prompts must be a string or a list of strings; got {type(prompts).__name__} "
+            f"{short_repr(prompts)}"
+        )
+    bad = [p for p in prompts if not isinstance(p, str)]
+    if bad:
+        raise ConfigError(
+            f"prompts must be strings; got {type(bad[0]).__name__} {short_repr(bad[0])} in "
+            f"{short_repr(prompts)}"
+        )
+    if not prompts:
+        raise ConfigError("prompts is empty: give at least one target prompt")
+    return list(prompts)
+
+
 @dataclass
 class ModelConfig:
     """Which Stable Diffusion checkpoint to load and where to run it."""
@@ -66,6 +185,7 @@ class ModelConfig:
     single_file_config: str | None = None  # diffusers folder/id giving configs for a single file
 
     def validate(self) -> None:
+        check_types(self, "model")
         if not self.model:
             raise ConfigError("model must name a hub id, a local folder or a checkpoint file")
         _check_choice("device", self.device, Device)
@@ -84,6 +204,7 @@ class PreprocessConfig:
     max_input_pixels: int = 64_000_000  # refuse larger files before decoding them fully
 
     def validate(self) -> None:
+        check_types(self, "preprocess")
         _check_choice("resize_mode", self.resize_mode, ResizeMode)
         _check_choice("resample", self.resample, Resample)
         if self.size is not None and (
@@ -102,6 +223,7 @@ class InversionConfig:
     prompt: str = ""  # text the inversion is conditioned on; the port and paper use ""
 
     def validate(self) -> None:
+        check_types(self, "inversion")
         if self.steps is not None and (
             not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1
         ):
@@ -142,6 +264,7 @@ class PnPConfig:
     background_noise: float = 0.0
 
     def validate(self) -> None:
+        check_types(self, "pnp")
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ConfigError(f"steps must be an integer >= 1; got {self.steps!r}")
         if not isinstance(self.guidance, int | float) or math.isnan(self.guidance):
@@ -196,6 +319,8 @@ class EditConfig:
         self.preprocess.validate()
         self.inversion.validate()
         self.pnp.validate()
+        check_types(self.mask, "mask")
+        check_types(self.weaken, "weaken")
         try:
             self.mask.validate()
             self.weaken.validate()

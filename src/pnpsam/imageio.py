@@ -133,11 +133,16 @@ def as_rgb_image(image: ImageInput, max_pixels: int = 64_000_000) -> Image.Image
     if isinstance(image, Image.Image):
         return to_rgb(image)
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        layout = image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))
+        if image.dtype != np.uint8 or not layout:
             raise ValueError(
-                f"array images must be HxW or HxWxC uint8; got {image.dtype} {image.shape}"
+                f"array images must be HxW, HxWx3 or HxWx4 uint8; got {image.dtype} {image.shape}"
             )
         return to_rgb(Image.fromarray(image))
+    if not isinstance(image, str | os.PathLike):
+        raise ValueError(
+            f"image must be a file path, a PIL image or a uint8 array; got {type(image).__name__}"
+        )
     return load_image(image, max_pixels)
 
 

@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from PIL import Image
+
+from pnpsam.config import ConfigError, load_yaml
 
 PIE_MASK_SHAPE = (512, 512)  # PIE-Bench annotates every image at 512 x 512
 PIE_SEED = 1234  # the seed PIE-Bench's run_editing_*.py scripts set before every edit
@@ -323,8 +324,8 @@ def load_pnp_ti2i(
     yaml_path = Path(yaml_path)
     root = Path(images_root) if images_root is not None else yaml_path.parent
     try:
-        entries = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
+        entries = load_yaml(yaml_path.read_text(encoding="utf-8"), f"TI2I YAML {yaml_path}")
+    except (OSError, UnicodeDecodeError, ConfigError) as error:
         raise DatasetError(f"{yaml_path}: cannot read TI2I YAML: {error}") from error
     if not isinstance(entries, list):
         raise DatasetError(

@@ -33,7 +33,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from pnpsam.config import EditConfig
+from pnpsam.config import ConfigError, EditConfig, load_yaml
 from pnpsam.masks.config import MaskConfig
 
 if TYPE_CHECKING:  # the API needs torch; the CLI lists the methods without it
@@ -146,8 +146,8 @@ def parse_method(text: str) -> MethodSpec:
         if not sep or not key:
             raise MethodSpecError(f"method {text!r}: expected key=value, got {assignment!r}")
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as error:
+            value = load_yaml(raw, f"method {text!r} value {raw!r}")
+        except ConfigError as error:
             raise MethodSpecError(f"method {text!r}: bad value for {key!r}: {raw!r}") from error
         section, dot, field_name = key.rpartition(".")
         if key in METHODS[name].own:

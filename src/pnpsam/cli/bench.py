@@ -13,8 +13,6 @@ import sys
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any, get_args
 
-import yaml
-
 from pnpsam.bench.datasets import EditItem, load_dataset
 from pnpsam.bench.methods import (
     METHODS,
@@ -25,7 +23,7 @@ from pnpsam.bench.methods import (
 )
 from pnpsam.cli.batch import add_engine_options, make_engine
 from pnpsam.cli.options import OPTIONS, HelpFormatter, add_options, resolve_config
-from pnpsam.config import PRESETS, ConfigError, EditConfig
+from pnpsam.config import PRESETS, ConfigError, EditConfig, load_yaml
 from pnpsam.masks.config import DEFAULT_SAM_MODEL
 from pnpsam.metrics.config import (
     ClipScoreConfig,
@@ -129,7 +127,7 @@ def metric_models(args: argparse.Namespace) -> list[tuple[str, str]]:
 def parse_sweep(text: str) -> tuple[str, list[Any]]:
     """``"pnp_f_t=0.2,0.5"`` -> ("pnp_f_t", [0.2, 0.5]); values are YAML."""
     key, sep, raw = text.partition("=")
-    values = [yaml.safe_load(v) for v in split_method_list(raw)]
+    values = [load_yaml(v, f"--sweep value {v!r}") for v in split_method_list(raw)]
     if not sep or not key.strip() or not values:
         raise ConfigError(f"--sweep expects KEY=V1,V2,...; got {text!r}")
     return key.strip(), values

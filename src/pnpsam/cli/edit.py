@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pnpsam.cli.options import OPTIONS, HelpFormatter, add_options, resolve_config
-from pnpsam.config import PRESETS, ConfigError, EditConfig
+from pnpsam.config import PRESETS, ConfigError, EditConfig, prompt_list, short_repr
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -63,11 +63,14 @@ def resolve_run(args: argparse.Namespace) -> tuple[EditConfig, str, list[str]]:
     prompts = args.prompt or data.get("prompts")
     if not image:
         raise ConfigError("no input image: give IMAGE or a --config that names one")
+    if not isinstance(image, str):
+        raise ConfigError(f"image in the config file must be a path; got {short_repr(image)}")
     if not prompts:
         raise ConfigError("no target prompt: give at least one --prompt")
-    if any(not str(p).strip() for p in prompts):
+    prompts = prompt_list(prompts)  # a config file's nested lists are refused by name
+    if any(not p.strip() for p in prompts):
         raise ConfigError(f"empty target prompt in {prompts!r}")
-    return cfg, str(image), [str(p) for p in prompts]
+    return cfg, image, prompts
 
 
 def _slug(text: str, limit: int = 40) -> str:

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pnpsam.config import (
     ConfigError,
     EditConfig,
     allowed_values,
     apply_preset,
     config_for_model,
+    load_yaml,
     merge_settings,
 )
 
@@ -328,9 +327,10 @@ def read_config_file(path: str) -> dict[str, Any]:
     if not file.is_file():
         raise ConfigError(f"config file {path!r} does not exist")
     try:
-        data = yaml.safe_load(file.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"config file {path!r} is not valid YAML/JSON: {err}") from err
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path!r} cannot be read as text: {err}") from err
+    data = load_yaml(text, f"config file {path!r}")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path!r} must hold a mapping at the top level")
     return data

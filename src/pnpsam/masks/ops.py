@@ -52,9 +52,17 @@ def _elliptical_kernel(radius_px: int) -> np.ndarray:
 def grow_mask(mask: np.ndarray, px: int) -> np.ndarray:
     """Dilate (``px > 0``) or erode (``px < 0``) by ``|px|`` pixels with an elliptical kernel.
 
-    Works on soft masks too (grey-level morphology: max / min over the disc).
+    Works on soft masks too (grey-level morphology: max / min over the disc). ``|px|`` may be
+    at most the mask's longer side: the kernel's memory and time grow with its square (100000
+    px asked OpenCV for 40 GB), and a larger disc changes nothing more.
     """
     out = as_mask(mask)
+    limit = max(out.shape)
+    if abs(px) > limit:
+        raise ValueError(
+            f"grow_px={px} is larger than the {out.shape[1]}x{out.shape[0]} mask; "
+            f"use at most {limit} px either way"
+        )
     if px == 0:
         return out
     kernel = _elliptical_kernel(abs(int(px)))
@@ -69,8 +77,11 @@ def feather_mask(mask: np.ndarray, px: float) -> np.ndarray:
     The 2%..98% ramp across a straight edge is then about ``2 * px`` pixels wide, centred on it.
     """
     out = as_mask(mask)
-    if px < 0:
-        raise ValueError(f"feather px must be >= 0, got {px}")
+    if not 0 <= px <= max(out.shape):  # NaN fails too; a wider blur only greys the whole mask
+        raise ValueError(
+            f"feather_px={px} must be in [0, {max(out.shape)}] for the "
+            f"{out.shape[1]}x{out.shape[0]} mask"
+        )
     if px == 0:
         return out
     blurred = cv2.GaussianBlur(out, (0, 0), sigmaX=px / 2.0, borderType=cv2.BORDER_REPLICATE)
