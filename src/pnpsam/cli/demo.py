@@ -92,11 +92,15 @@ def run_demo(args: argparse.Namespace) -> int:
     from pnpsam.api import PnPEditor
     from pnpsam.bench.toy import metrics_markdown, run_toy_comparison, toy_summary
     from pnpsam.imageio import atomic_write, save_json, save_png
+    from pnpsam.outputs import check_writable
     from pnpsam.toyworld.pairs import toy_pairs
 
     if args.pairs < 1:
         raise ValueError(f"--pairs must be >= 1; got {args.pairs}")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1; got {args.steps}")
     methods = parse_methods(args.methods)
+    check_writable(Path(args.out))  # a read-only --out fails now, not after every edit
     editor = PnPEditor.from_pretrained(ModelConfig(model=args.model, device=args.device))
     editor.set_progress_bar_config(disable=True)
     seed = TOY_SETS[args.set] if args.set else args.seed

@@ -119,6 +119,11 @@ def run_edit(args: argparse.Namespace) -> int:
     if mask_file and not Path(mask_file).is_file():
         raise ConfigError(f"mask file {mask_file!r} does not exist or is not a file")
     cfg.mask.validate(picture.height, picture.width)  # clicks outside the image, by name
+    if cfg.weaken.background != "keep" and not cfg.mask.has_source:
+        raise ConfigError(
+            f"background={cfg.weaken.background!r} needs a subject: give --point, --box, "
+            "--subject or --mask"
+        )
     check_mask_models(cfg.mask)  # offline: a text model or SAM with no fallback fails now
     settings = settings_digest(file_sha256(image), prompts, cfg.to_dict())
     side = cfg.preprocess.size or 512
