@@ -6,7 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.pnpsam-installed
 PYTHON ?= python3
 
-.PHONY: demo test install
+# The browser tests drive Debian's Chromium (Playwright cannot download its own offline).
+CHROMIUM_INSTALL := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver
+
+.PHONY: demo test install browser
 
 install: $(STAMP)
 
@@ -19,7 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/pnpsam demo --out out/demo
 
-test: $(STAMP)
+browser:
+	@command -v chromium >/dev/null || { test "$$(id -u)" = 0 && $(CHROMIUM_INSTALL); } || \
+	  { echo "make test: the browser tests need Chromium; install it with: sudo sh -c '$(CHROMIUM_INSTALL)'" >&2; exit 1; }
+
+test: $(STAMP) browser
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy

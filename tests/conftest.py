@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,23 @@ from pnpsam.models.tiny import tiny_sd15_pipeline
 # Tiny models gain nothing from intra-op threads, and on a busy 2-core machine two threads
 # made them 15-60x slower (measured); one thread keeps the suite fast and steady.
 torch.set_num_threads(1)
+
+CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium chromium-driver"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI the browser tests must run: no Chromium is a loud failure, never a skip."""
+    if os.environ.get("CI") == "true" and shutil.which("chromium") is None:
+        pytest.exit(f"CI=true but Chromium is missing; install it: {CHROMIUM_INSTALL}", 3)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of the system Chromium for the browser tests; missing = a failure, not a skip."""
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.fail(f"the browser tests need Chromium; install it: {CHROMIUM_INSTALL}")
+    return found
 
 
 @pytest.fixture(scope="session")

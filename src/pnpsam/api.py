@@ -333,22 +333,32 @@ class PnPEditor:
         is made there, then resized/cropped exactly like the image. ``mask``: HxW bool or float
         in [0, 1] at the original size (1 = subject), overriding ``cfg.mask``'s sources.
         """
-        pixels = np.asarray(image)
         if mask is not None:
             mask = np.asarray(mask, dtype=np.float32)
-            if mask.shape != pixels.shape[:2]:
+            if mask.shape != (image.height, image.width):
                 raise ValueError(
                     f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
                     f"{image.width}x{image.height}"
                 )
             raw: SubjectMask | None = finish_mask(SubjectMask(mask, "array"), cfg.mask)
         else:
-            raw = self.masks.make(pixels, cfg.mask)
+            raw = self.segment(image, cfg)
         if raw is None:
             return None
         prepared = self.prepare(from_float_array(raw.mask), cfg.preprocess)  # mode "L"
         resized = np.asarray(prepared, np.float32) / 255.0
         return dataclasses.replace(raw, mask=resized)
+
+    def segment(self, image: ImageInput, config: EditConfig | None = None) -> SubjectMask | None:
+        """The subject mask of ``image`` at the image's own size from ``config.mask`` (clicks,
+        box, text or mask file, then the mask tools), or None when it names no source.
+
+        SAM and its embedding of the last image are kept, so calling this on every click of the
+        same image costs only SAM's mask decoder.
+        """
+        cfg = config or EditConfig()
+        pixels = np.asarray(_as_pil(image, cfg.preprocess.max_input_pixels))
+        return self.masks.make(pixels, cfg.mask)
 
     def invert(
         self, image: ImageInput, config: EditConfig | None = None, mask: np.ndarray | None = None

@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from pnpsam.cli.app import add_app_parser
 from pnpsam.cli.batch import add_batch_parser
 from pnpsam.cli.bench import add_bench_parser
 from pnpsam.cli.demo import add_demo_parser
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(subparsers)
     add_bench_parser(subparsers)
     add_batch_parser(subparsers)
+    add_app_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,95 @@
+"""``pnpsam app [--model ID|DIR|FILE|toy] [--host 127.0.0.1] [--port 7860] [--share]``.
+
+Serves the web page (:mod:`pnpsam.app`): the model loads once; the page binds 127.0.0.1 unless
+``--host`` says otherwise, and is public only with ``--share`` (with a warning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pnpsam.config import DEFAULT_MODEL_ID, ConfigError, ModelConfig
+
+TOY_ALIAS = "toy"
+
+
+def resolve_model(name: str) -> tuple[str, dict[str, Any]]:
+    """``--model`` -> (what the loader takes, the config sections the page starts from).
+
+    ``toy`` is the shipped toy model with its measured edit settings; anything else loads as
+    given, with the library's defaults.
+    """
+    if name == TOY_ALIAS:
+        from pnpsam.toyworld.pairs import TOY_EDIT, TOY_MODEL
+
+        return str(TOY_MODEL), TOY_EDIT
+    return name, {}
+
+
+def add_app_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "app",
+        help="serve the web page: click the subject, type prompts, see the translations",
+        description="Serve the pnp-sam web page (Gradio). Upload a photo, click the subject "
+        "(SAM; GrabCut when SAM weights cannot be had), type target prompts, translate. "
+        "Named API endpoints 'segment' and 'edit' work with gradio_client.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL_ID,
+        help="hub id, diffusers folder, .safetensors file, or 'toy' (the shipped toy model, "
+        "offline)",
+    )
+    parser.add_argument("--revision", default=None, help="hub revision")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on")
+    parser.add_argument(
+        "--share",
+        action="store_true",
+        help="also serve on a public gradio.live link (anyone with it can use this machine)",
+    )
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=50.0, help="largest uploaded file, megabytes"
+    )
+    parser.add_argument(
+        "--max-pixels", type=int, default=40_000_000, help="largest photo, pixels (w x h)"
+    )
+    parser.set_defaults(run=run_app)
+    return parser
+
+
+def run_app(args: argparse.Namespace) -> int:
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port must be in 1..65535; got {args.port}")
+    if args.max_upload_mb <= 0 or args.max_pixels <= 0:
+        raise ConfigError("--max-upload-mb and --max-pixels must be positive")
+    try:
+        from pnpsam.app import AppSettings, build_app, serve
+    except ImportError as error:
+        raise ConfigError(
+            f"the app needs gradio ({error}); install it with: pip install 'pnpsam[app]'"
+        ) from None
+    from pnpsam.api import PnPEditor
+
+    model, defaults = resolve_model(args.model)
+    cfg = ModelConfig(model=model, revision=args.revision, device=args.device, dtype=args.dtype)
+    editor = PnPEditor.from_pretrained(cfg)
+    settings = AppSettings(max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels)
+    demo = build_app(editor, defaults, settings)
+    if args.share:
+        print(
+            "pnpsam app: warning: --share makes the page public: anyone with the link can "
+            "upload photos and run the model on this machine",
+            file=sys.stderr,
+        )
+    print(f"pnpsam app: serving {args.model} on http://{args.host}:{args.port}", flush=True)
+    try:
+        serve(demo, args.host, args.port, args.share, settings)
+    except OSError as error:
+        raise ConfigError(f"cannot serve on {args.host}:{args.port}: {error}") from None
+    return 0

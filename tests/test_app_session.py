@@ -1,0 +1,58 @@
+"""The app's per-session rules without a browser: clicks to photo pixels, boxes, sources."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from pnpsam.app.actions import ADVANCED, method_values, parse_prompts, parse_value, with_values
+from pnpsam.app.session import Session, display_scale
+from pnpsam.config import ConfigError, EditConfig
+
+
+def test_display_scale_enlarges_small_and_reduces_large_photos() -> None:
+    assert display_scale(64, 64) == 8.0  # 512 px on screen: a click lands within 1/8 px
+    assert display_scale(640, 480) == 1.0
+    assert display_scale(4096, 2048) == 0.25
+
+
+def test_clicks_become_photo_pixels_and_two_clicks_make_a_box() -> None:
+    session = Session.with_photo("toy.png", Image.new("RGB", (64, 48)))
+    session = session.click(80.0, 40.0, "subject")  # shown 8x
+    assert session.points == [(10.0, 5.0)]
+    session = session.click(8000.0, -5.0, "not subject")  # off the photo: kept inside it
+    assert session.neg_points == [(63.0, 0.0)]
+    half = session.click(160.0, 160.0, "box")
+    assert half.box is None and half.corner == (20.0, 20.0)
+    full = half.click(80.0, 320.0, "box")
+    assert full.box == (10.0, 20.0, 20.0, 40.0) and full.corner is None
+    shown = full.display()
+    assert shown is not None and shown.shape == (384, 512, 3)
+
+
+def test_one_subject_source_at_a_time() -> None:
+    session = Session.with_photo("toy.png", Image.new("RGB", (64, 64))).click(8, 8, "subject")
+    by_text = session.with_subject_text(" the cat ")
+    assert by_text.subject == "the cat" and by_text.points == []
+    by_file = by_text.with_mask_file("mask.png")
+    assert by_file.subject is None and by_file.mask_config(EditConfig().mask).mask_file
+    assert by_file.click(8, 8, "subject").mask_file is None
+    with pytest.raises(ValueError, match="upload a photo"):
+        Session().click(1, 1, "subject")
+
+
+def test_page_values_parse_like_the_cli_flags() -> None:
+    steps = next(o for o in ADVANCED if o.flag == "--steps")
+    blocks = next(o for o in ADVANCED if o.flag == "--attention-blocks")
+    assert parse_value(blocks, "2-4,7") == (2, 3, 4, 7)
+    with pytest.raises(ConfigError, match="--steps"):
+        parse_value(steps, "ten")
+    cfg = with_values(EditConfig(), [steps, blocks], ["12", "5"])
+    assert cfg.pnp.steps == 12 and cfg.pnp.attention_blocks == (5,)
+    shown = dict(
+        zip([o.flag for o in ADVANCED], method_values("scheme3", EditConfig()), strict=True)
+    )
+    assert shown["--background"] == "dim" and shown["--no-mask-injection"] is False
+    assert parse_prompts("a cat\n\n a dog ") == ["a cat", "a dog"]
+    with pytest.raises(ConfigError, match="prompt"):
+        parse_prompts(" \n")
