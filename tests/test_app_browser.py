@@ -170,9 +170,9 @@ def test_translate_then_reuse_the_inversion(
 ) -> None:
     """Recolour the clicked subject: the output's subject has the target colour (read inside
     the source's mask) and keeps its shape: judged subject IoU with the source mask >= 0.75
-    (measured 0.90 for yellow and 0.92 for orange, 10 steps, GrabCut mask). The second run, with
+    (measured 0.94 for yellow and 0.95 for orange, 10 steps, GrabCut mask). The second run, with
     another prompt, reuses the inversion: the page says so and counts fewer UNet rows (measured
-    74 then 28: the inversion's rows are skipped)."""
+    38 then 28: the 10-step inversion's rows are skipped)."""
     rendered, _ = scene
     page.get_by_text("Advanced: every edit option").click()
     page.locator("#opt-steps input").fill("10")

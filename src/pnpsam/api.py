@@ -357,7 +357,7 @@ class PnPEditor:
         same image costs only SAM's mask decoder.
         """
         cfg = config or EditConfig()
-        pixels = np.asarray(_as_pil(image, cfg.preprocess.max_input_pixels))
+        pixels = np.asarray(as_rgb_image(image, cfg.preprocess.max_input_pixels))
         return self.masks.make(pixels, cfg.mask)
 
     def invert(

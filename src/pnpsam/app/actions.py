@@ -210,6 +210,8 @@ class EditOutcome:
         """What the run cost, for the page: inversion reused or not, UNet rows, seconds."""
         t = self.result.timings
         reused = "yes" if self.result.inversion_reused else "no"
+        if self.result.inversion_cached:
+            reused = "yes (from the disk cache)"
         line = (
             f"inversion reused: **{reused}** · UNet row-evaluations: "
             f"**{self.result.unet_evaluations}** · {self.seconds:.2f} s "

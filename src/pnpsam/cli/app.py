@@ -1,4 +1,4 @@
-"""``pnpsam app [--model ID|DIR|FILE|toy] [--host 127.0.0.1] [--port 7860] [--share]``.
+"""``pnpsam app [--model ID|DIR|FILE|toy] [--host H] [--port N] [--share] [--cache DIR]``.
 
 Serves the web page (:mod:`pnpsam.app`): the model loads once; the page binds 127.0.0.1 unless
 ``--host`` says otherwise, and is public only with ``--share`` (with a warning).
@@ -54,6 +54,12 @@ def add_app_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         help="also serve on a public gradio.live link (anyone with it can use this machine)",
     )
     parser.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="keep inverted latents in DIR (safetensors), shared with `pnpsam edit --cache`: a "
+        "later edit of the same photo and settings skips the inversion (default: memory only)",
+    )
+    parser.add_argument(
         "--max-upload-mb", type=float, default=50.0, help="largest uploaded file, megabytes"
     )
     parser.add_argument(
@@ -78,7 +84,7 @@ def run_app(args: argparse.Namespace) -> int:
 
     model, defaults = resolve_model(args.model)
     cfg = ModelConfig(model=model, revision=args.revision, device=args.device, dtype=args.dtype)
-    editor = PnPEditor.from_pretrained(cfg)
+    editor = PnPEditor.from_pretrained(cfg, cache_dir=args.cache)
     settings = AppSettings(max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels)
     demo = build_app(editor, defaults, settings)
     if args.share:
