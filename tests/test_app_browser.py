@@ -33,7 +33,6 @@ from pnpsam.app import AppSettings, build_app, serve
 from pnpsam.config import ModelConfig
 from pnpsam.toyworld.judge import judge_image
 from pnpsam.toyworld.measure import subject_color, subject_iou
-from pnpsam.toyworld.pairs import TOY_EDIT, TOY_MODEL
 from pnpsam.toyworld.world import RenderedScene, SceneSpec, render_scene
 
 CHROMIUM_ARGS = [
@@ -67,10 +66,10 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[RenderedScene, Path
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    editor = PnPEditor.from_pretrained(ModelConfig(model=str(TOY_MODEL), device="cpu"))
+    editor = PnPEditor.from_pretrained(ModelConfig(model="toy", device="cpu"))
     editor.masks.load_kwargs["local_files_only"] = True  # no hub: SAM is "not available"
     settings = AppSettings(workdir=tmp_path_factory.mktemp("app"), max_upload_mb=2)
-    demo = build_app(editor, TOY_EDIT, settings)
+    demo = build_app(editor, settings=settings)
     port = _free_port()
     serve(demo, "127.0.0.1", port, settings=settings, block=False)
     try:

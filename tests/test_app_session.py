@@ -56,3 +56,12 @@ def test_page_values_parse_like_the_cli_flags() -> None:
     assert parse_prompts("a cat\n\n a dog ") == ["a cat", "a dog"]
     with pytest.raises(ConfigError, match="prompt"):
         parse_prompts(" \n")
+
+
+def test_app_command_refuses_a_bad_port_before_loading_anything(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pnpsam.cli.main import main
+
+    assert main(["app", "--model", "toy", "--port", "70000"]) == 2
+    assert "--port must be in 1..65535; got 70000" in capsys.readouterr().err

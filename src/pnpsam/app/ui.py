@@ -98,16 +98,8 @@ def _component(option: Option, value: str | bool) -> gr.Checkbox | gr.Dropdown |
     return gr.Textbox(value=str(value), label=name, info=option.help, max_lines=1, elem_id=elem_id)
 
 
-def _editor(model: PnPEditor | str | ModelConfig) -> tuple[PnPEditor, Mapping[str, Any]]:
-    """The editor, and the config sections a named model recommends (the toy's settings)."""
-    if isinstance(model, PnPEditor):
-        return model, {}
-    if isinstance(model, str):
-        from pnpsam.cli.app import resolve_model
-
-        path, recommended = resolve_model(model)
-        return PnPEditor.from_pretrained(path), recommended
-    return PnPEditor.from_pretrained(model), {}
+def _editor(model: PnPEditor | str | ModelConfig) -> PnPEditor:
+    return model if isinstance(model, PnPEditor) else PnPEditor.from_pretrained(model)
 
 
 def build_app(
@@ -115,14 +107,15 @@ def build_app(
     defaults: Mapping[str, Any] | None = None,
     settings: AppSettings | None = None,
 ) -> gr.Blocks:
-    """The page for ``model`` (an editor, or what ``PnPEditor.from_pretrained`` takes, or
-    ``"toy"``; loaded once). ``defaults``: config sections the page starts from (default: the
-    model's recommended edit settings, if any); ``settings``: limits and places. Launch it with
-    :func:`serve`."""
-    editor, recommended = _editor(model)
+    """The page for ``model`` (an editor, or what ``PnPEditor.from_pretrained`` takes, ``toy``
+    included; loaded once). The page starts from the editor's default config (the model's
+    recommended settings) with ``defaults`` (config sections) over it; ``settings``: limits and
+    places. Launch it with :func:`serve`."""
+    editor = _editor(model)
     settings = settings or AppSettings()
     workdir = settings.workdir or Path(tempfile.mkdtemp(prefix="pnpsam-app-"))
-    base = merge_sections(editor.default_config(), recommended if defaults is None else defaults)
+    # the model folder's recommended settings are in default_config already
+    base = merge_sections(editor.default_config(), defaults or {})
     base.preprocess.max_input_pixels = settings.max_pixels
     info = editor.model_info()
 

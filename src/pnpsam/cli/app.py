@@ -8,24 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-from pnpsam.config import DEFAULT_MODEL_ID, ConfigError, ModelConfig
+from pnpsam.cli.options import OPTIONS, HelpFormatter, add_options, resolve_config
+from pnpsam.config import ConfigError
 
-TOY_ALIAS = "toy"
-
-
-def resolve_model(name: str) -> tuple[str, dict[str, Any]]:
-    """``--model`` -> (what the loader takes, the config sections the page starts from).
-
-    ``toy`` is the shipped toy model with its measured edit settings; anything else loads as
-    given, with the library's defaults.
-    """
-    if name == TOY_ALIAS:
-        from pnpsam.toyworld.pairs import TOY_EDIT, TOY_MODEL
-
-        return str(TOY_MODEL), TOY_EDIT
-    return name, {}
+# the model flags of `pnpsam edit`: the model loads once, when the app starts
+MODEL_OPTIONS = tuple(o for o in OPTIONS if o.section == "model")
 
 
 def add_app_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -35,17 +23,9 @@ def add_app_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         description="Serve the pnp-sam web page (Gradio). Upload a photo, click the subject "
         "(SAM; GrabCut when SAM weights cannot be had), type target prompts, translate. "
         "Named API endpoints 'segment' and 'edit' work with gradio_client.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL_ID,
-        help="hub id, diffusers folder, .safetensors file, or 'toy' (the shipped toy model, "
-        "offline)",
-    )
-    parser.add_argument("--revision", default=None, help="hub revision")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    add_options(parser, MODEL_OPTIONS)  # --model (toy too), --device, --dtype, ...
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on")
     parser.add_argument(
@@ -65,7 +45,7 @@ def add_app_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     parser.add_argument(
         "--max-pixels", type=int, default=40_000_000, help="largest photo, pixels (w x h)"
     )
-    parser.set_defaults(run=run_app)
+    parser.set_defaults(run=run_app, preset=None, config=None)
     return parser
 
 
@@ -82,18 +62,17 @@ def run_app(args: argparse.Namespace) -> int:
         ) from None
     from pnpsam.api import PnPEditor
 
-    model, defaults = resolve_model(args.model)
-    cfg = ModelConfig(model=model, revision=args.revision, device=args.device, dtype=args.dtype)
+    cfg = resolve_config(args, MODEL_OPTIONS)[0].model
     editor = PnPEditor.from_pretrained(cfg, cache_dir=args.cache)
     settings = AppSettings(max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels)
-    demo = build_app(editor, defaults, settings)
+    demo = build_app(editor, settings=settings)
     if args.share:
         print(
             "pnpsam app: warning: --share makes the page public: anyone with the link can "
             "upload photos and run the model on this machine",
             file=sys.stderr,
         )
-    print(f"pnpsam app: serving {args.model} on http://{args.host}:{args.port}", flush=True)
+    print(f"pnpsam app: serving {cfg.model} on http://{args.host}:{args.port}", flush=True)
     try:
         serve(demo, args.host, args.port, args.share, settings)
     except OSError as error:
