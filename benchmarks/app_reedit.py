@@ -24,7 +24,6 @@ from pnpsam.api import PnPEditor
 from pnpsam.app.actions import merge_sections, run_edit, subject_config
 from pnpsam.app.session import Session
 from pnpsam.config import ModelConfig
-from pnpsam.toyworld.pairs import TOY_EDIT, TOY_MODEL
 from pnpsam.toyworld.world import SceneSpec, render_scene
 
 
@@ -35,15 +34,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    editor = PnPEditor.from_pretrained(ModelConfig(model=str(TOY_MODEL), device="cpu"))
+    editor = PnPEditor.from_pretrained(ModelConfig(model="toy", device="cpu"))
     editor.set_progress_bar_config(disable=True)
     editor.masks.load_kwargs["local_files_only"] = True  # no hub: the GrabCut fallback
     spec = SceneSpec("red", "circle", "grass", center=(0.45, 0.55))
     image = Image.fromarray(render_scene(spec, seed=0).image)
     session = Session.with_photo("toy.png", image).click(230.0, 281.0, "subject")
-    base = merge_sections(
-        editor.default_config(), {**TOY_EDIT, "pnp": {**TOY_EDIT["pnp"], "steps": args.steps}}
-    )
+    base = merge_sections(editor.default_config(), {"pnp": {"steps": args.steps}})
     cfg = subject_config(base, session, True)
     times: dict[str, list[float]] = {"fresh": [], "reused": []}
     rows: dict[str, int] = {}
