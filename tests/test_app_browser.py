@@ -202,7 +202,7 @@ def test_text_file_named_png_shows_an_error_then_a_run_works(
     toast = page.locator(".toast-body").first
     toast.wait_for(timeout=SETTLE_S * 1000)
     message = toast.inner_text()
-    assert "cannot read" in message and "notes.png" in message
+    assert "cannot read 'notes.png' as an image" in message
     assert "Traceback" not in page.inner_text("body")
     _, path = scene
     _upload(page, path)
@@ -212,6 +212,19 @@ def test_text_file_named_png_shows_an_error_then_a_run_works(
     )
     stats, urls = _translate(page, "a blue circle on grass")
     assert "UNet" in stats and len(urls) == 2  # no subject now: source and the translation
+
+
+def test_another_browser_session_starts_empty(browser: Any, app_url: str, page: Any) -> None:
+    """Sessions never share state: a second browser context sees no photo and no results."""
+    assert page.locator("#photo img").count() == 1  # the first session has its photo
+    context = browser.new_context()
+    other = context.new_page()
+    other.goto(app_url)
+    other.wait_for_selector("#translate", timeout=SETTLE_S * 1000)
+    assert other.locator("#photo img").count() == 0
+    assert other.locator("#results img").count() == 0
+    assert "Upload a photo to start" in other.inner_text("#mask-info")
+    context.close()
 
 
 def test_gradio_client_segment_and_edit(app_url: str, scene: tuple[RenderedScene, Path]) -> None:

@@ -23,11 +23,12 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from pnpsam.api import PnPEditor
 from pnpsam.cli.options import Option
 from pnpsam.config import ConfigError, EditConfig, ModelConfig
-from pnpsam.imageio import load_image
+from pnpsam.imageio import ImageInputError, load_image
 
 from .actions import (
     ADVANCED,
@@ -83,6 +84,15 @@ def shown_errors() -> Iterator[None]:
             f"unexpected error ({type(error).__name__}: {error}); the app keeps running",
             duration=None,
         ) from None
+
+
+def read_upload(path: str, max_pixels: int) -> Image.Image:
+    """An uploaded photo, read like ``pnpsam edit`` reads one; errors name the file, not the
+    server's upload folder."""
+    try:
+        return load_image(path, max_pixels)
+    except ImageInputError as error:
+        raise ImageInputError(str(error).replace(path, Path(path).name)) from None
 
 
 def _component(option: Option, value: str | bool) -> gr.Checkbox | gr.Dropdown | gr.Textbox:
@@ -204,7 +214,7 @@ def build_app(
             if not path:
                 return Session(), None, "Upload a photo to start."
             with shown_errors():
-                image = load_image(path, settings.max_pixels)
+                image = read_upload(path, settings.max_pixels)
                 fresh = Session.with_photo(path, image)
                 note = f"{image.width}x{image.height} photo. Click on the subject."
                 return fresh, fresh.display(), note
@@ -323,7 +333,7 @@ def build_app(
         def api_session(path: str | None) -> Session:
             if not path:
                 raise ConfigError("give an image file")
-            return Session.with_photo(path, load_image(path, settings.max_pixels))
+            return Session.with_photo(path, read_upload(path, settings.max_pixels))
 
         def segment_endpoint(
             path: str | None, mask_settings: dict[str, Any] | None
