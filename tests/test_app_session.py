@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 from PIL import Image
 
-from pnpsam.app.actions import ADVANCED, method_values, parse_prompts, parse_value, with_values
+from pnpsam.api import PnPEditor
+from pnpsam.app.actions import (
+    ADVANCED,
+    mask_summary,
+    method_values,
+    parse_prompts,
+    parse_value,
+    segment,
+    subject_config,
+    with_values,
+)
 from pnpsam.app.session import Session, display_scale
 from pnpsam.config import ConfigError, EditConfig
 
@@ -65,3 +78,20 @@ def test_app_command_refuses_a_bad_port_before_loading_anything(
 
     assert main(["app", "--model", "toy", "--port", "70000"]) == 2
     assert "--port must be in 1..65535; got 70000" in capsys.readouterr().err
+
+
+def test_mask_file_source_gives_the_files_mask_at_the_photo_size(
+    editor: PnPEditor, tmp_path: Path
+) -> None:
+    """The page's mask-file path: the session's file becomes the mask (the photo's size)."""
+    truth = np.zeros((40, 48), np.uint8)
+    truth[10:30, 12:36] = 255
+    mask_path = tmp_path / "subject.png"
+    Image.fromarray(truth).resize((96, 80), Image.Resampling.NEAREST).save(mask_path)
+    photo = Image.new("RGB", (48, 40), (90, 120, 30))
+    session = Session.with_photo("photo.png", photo).with_mask_file(str(mask_path))
+    cfg = subject_config(editor.default_config(), session, True)
+    made = segment(editor, session.require_photo(), cfg)
+    assert made.subject is not None and made.subject.method == "file"
+    assert np.array_equal(made.subject.mask > 0.5, truth > 0)
+    assert "mask by **file**" in mask_summary(made)

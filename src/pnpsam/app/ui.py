@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,12 +253,22 @@ def build_app(
                 remask, every, mask_outputs, api_visibility="private", concurrency_id=DEVICE_QUEUE
             )
 
-        def on_text(values: dict[Any, Any]) -> tuple[Session, Any, str]:
+        def remask_with(
+            values: dict[Any, Any], source: Callable[[Session], Session]
+        ) -> tuple[Session, Any, str]:
+            """The mask after ``source`` sets the session's subject source (text or file)."""
             with shown_errors():
-                session = values[state]
-                session.require_photo()
-                values = {**values, state: session.with_subject_text(values[subject_text])}
+                values[state].require_photo()
+                values = {**values, state: source(values[state])}
             return remask(values)
+
+        def on_text(values: dict[Any, Any]) -> tuple[Session, Any, str]:
+            return remask_with(values, lambda s: s.with_subject_text(values[subject_text]))
+
+        def on_mask_file(values: dict[Any, Any]) -> tuple[Session, Any, str]:
+            if not values[mask_file]:
+                return remask(values)
+            return remask_with(values, lambda s: s.with_mask_file(values[mask_file]))
 
         by_text.click(
             on_text,
@@ -267,15 +277,6 @@ def build_app(
             api_visibility="private",
             concurrency_id=DEVICE_QUEUE,
         )
-
-        def on_mask_file(values: dict[Any, Any]) -> tuple[Session, Any, str]:
-            if not values[mask_file]:
-                return remask(values)
-            with shown_errors():
-                values[state].require_photo()
-                values = {**values, state: values[state].with_mask_file(values[mask_file])}
-            return remask(values)
-
         mask_file.upload(
             on_mask_file,
             {*every, mask_file},
