@@ -65,3 +65,29 @@ def test_second_round_continues_the_first_on_the_same_latents(tmp_path: Path) ->
     moved = sum((t.float() - old["unet"][k].float()).norm() ** 2 for k, t in new["unet"].items())
     size = sum(t.float().norm() ** 2 for t in old["unet"].values())
     assert 0 < float(moved) < 0.05**2 * float(size)
+
+
+def test_toy_v2_has_a_32x32_latent_with_the_paper_layer_at_8x8(tmp_path: Path) -> None:
+    """``--latent-size 32`` (toy-v2, prepared for a GPU run): x2 VAE, UNet levels 32/16/8/4, so
+    the paper's residual site ``up_blocks[1].resnets[1]`` (block 3 of this one-layer UNet) runs
+    at 8x8, block 4 at 16x16, and the last decoder level (self-attention too) at 32x32."""
+    _train(tmp_path / "v2", tmp_path / "work_v2", "--latent-size", "32")
+    pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "v2", local_files_only=True)
+    assert pipe.unet.config.sample_size == 32
+    latent = pipe.vae.encode(torch.zeros(1, 3, 64, 64, dtype=pipe.vae.dtype)).latent_dist.mean
+    assert latent.shape == (1, 4, 32, 32)
+    sizes: dict[str, int] = {}
+    hooks = [
+        pipe.unet.up_blocks[b]
+        .resnets[j]
+        .conv2.register_forward_hook(
+            lambda m, i, o, name=f"{b}.{j}": sizes.setdefault(name, o.shape[-1])
+        )
+        for b in range(4)
+        for j in range(2)
+    ]
+    with torch.no_grad():
+        pipe.unet(latent, 10, encoder_hidden_states=torch.zeros(1, 16, 64, dtype=latent.dtype))
+    for hook in hooks:
+        hook.remove()
+    assert (sizes["1.1"], sizes["2.0"], sizes["3.0"]) == (8, 16, 32)

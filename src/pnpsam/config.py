@@ -37,6 +37,10 @@ Resample = Literal["lanczos", "bilinear", "bicubic"]
 SourceStream = Literal["inversion", "reconstruction"]
 StartLatent = Literal["inversion", "noise"]
 InjectionMode = Literal["replace", "blend"]
+# With a subject: where background queries' attention to subject keys comes from.
+BackgroundAttention = Literal["own", "source"]
+# With a subject: which injected features are limited to it (the others go everywhere).
+MaskedFeatures = Literal["all", "residual", "attention"]
 
 
 class ConfigError(ValueError):
@@ -262,6 +266,28 @@ class PnPConfig:
     # With a subject mask: fraction of fresh noise in the background of the start latent
     # (variance-preserving), so the old background structure does not return through x_T.
     background_noise: float = 0.0
+    # ... applied at this fraction of the steps (the latent x_t there) instead of at x_T, so the
+    # first steps lay out the subject from the whole inverted latent before the background is
+    # freed.
+    background_noise_t: float = 0.0
+    # With a subject and mask_injection: layers whose grid side is at most this fraction of the
+    # latent side inject everywhere (the coarse layout is kept whole), finer layers only on the
+    # subject. Resolution-aware: 0.25 = the 4x4 layers of the 16x16 toy latent, the 16x16 layers
+    # of SD's 64x64 latent. 0 = subject-only at every layer.
+    full_injection_scale: float = 0.0
+    # With a subject and mask_injection: fraction of the steps (from the first) that inject
+    # everywhere before injection narrows to the subject.
+    full_injection_t: float = 0.0
+    # With a subject and mask_injection, at injected self-attention layers: "own" = background
+    # queries attend with their own query/key logits; "source" = the logits of every pair that
+    # involves a subject token (background query -> subject key, subject query -> any key) are
+    # the source stream's, so the background keeps the source's relation to the silhouette.
+    background_attention: BackgroundAttention = "own"
+    # With a subject and mask_injection: which features stop at the subject. "residual" keeps
+    # the source's self-attention Q/K everywhere (layout by self-similarity, no colour: values
+    # stay the generation's own) while residual features, which carry colour, stop at the
+    # subject; "attention" the reverse.
+    masked_features: MaskedFeatures = "all"
 
     def validate(self) -> None:
         check_types(self, "pnp")
@@ -273,6 +299,11 @@ class PnPConfig:
         _check_fraction("pnp_attn_t", self.pnp_attn_t)
         _check_fraction("blend_alpha", self.blend_alpha)
         _check_fraction("background_noise", self.background_noise)
+        _check_fraction("background_noise_t", self.background_noise_t)
+        _check_fraction("full_injection_scale", self.full_injection_scale)
+        _check_fraction("full_injection_t", self.full_injection_t)
+        _check_choice("background_attention", self.background_attention, BackgroundAttention)
+        _check_choice("masked_features", self.masked_features, MaskedFeatures)
         _check_choice("source", self.source, SourceStream)
         _check_choice("start", self.start, StartLatent)
         _check_choice("injection", self.injection, InjectionMode)

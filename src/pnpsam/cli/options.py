@@ -190,7 +190,8 @@ OPTIONS = (
         "--background",
         "weaken",
         "background",
-        "scheme 3: keep, remove (fill 0) or dim the background before inversion",
+        "scheme 3: keep, remove (fill 0), dim, mean (fill its mean colour) or blur the "
+        "background before inversion",
     ),
     Option(
         "--dim-factor",

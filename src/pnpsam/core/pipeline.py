@@ -169,19 +169,28 @@ class PnPPipeline:
         """x_T of the guided rows: the inverted latent (PnP) or seeded noise (scheme 1).
 
         With a subject ``mask`` (1, 1, H, W) and ``cfg.background_noise`` > 0, the background
-        of an inverted start is partly re-noised: sqrt(1 - b) x_T + sqrt(b) noise outside the
-        subject, so the old background's structure is not carried into the edit.
+        of an inverted start is partly re-noised (``renoise_background``), so the old
+        background's structure is not carried into the edit; with ``cfg.background_noise_t`` > 0
+        that happens later, in ``edit``, at step ``int(steps * background_noise_t)``.
         """
         if cfg.start == "noise":
             return self._seeded_noise(inverted.clean.shape, cfg.seed)
         start = inverted.at(self.sampling_timesteps(cfg.steps)[0])
-        if mask is None or cfg.background_noise == 0.0:
+        if mask is None or cfg.background_noise == 0.0 or cfg.background_noise_t > 0.0:
             return start
+        return self.renoise_background(start, mask, cfg)
+
+    def renoise_background(
+        self, latents: torch.Tensor, mask: torch.Tensor, cfg: PnPConfig
+    ) -> torch.Tensor:
+        """``latents`` (k, C, h, w) with the background (outside the (1, 1, H, W) subject
+        ``mask``, area-resized) mixed with seeded noise: sqrt(1 - b) x + sqrt(b) noise,
+        b = ``cfg.background_noise`` (variance-preserving)."""
         b = cfg.background_noise
-        noise = self._seeded_noise(start.shape, cfg.seed)
-        renoised = (1.0 - b) ** 0.5 * start + b**0.5 * noise
-        subject = F.interpolate(mask.to(start), size=start.shape[-2:], mode="area")
-        return torch.lerp(renoised, start, subject)
+        noise = self._seeded_noise(latents.shape[1:], cfg.seed)[None]
+        renoised = (1.0 - b) ** 0.5 * latents + b**0.5 * noise
+        subject = F.interpolate(mask.to(latents), size=latents.shape[-2:], mode="area")
+        return torch.lerp(renoised, latents, subject)
 
     def _seeded_noise(self, shape: torch.Size, seed: int) -> torch.Tensor:
         """Gaussian noise drawn on the CPU (the same on every device) from ``seed``."""
@@ -215,7 +224,25 @@ class PnPPipeline:
             raise ValueError("prompts is empty: give at least one target prompt")
         sites = find_injection_sites(self.unet, cfg.residual_blocks, cfg.attention_blocks)
         injection_mask = mask if cfg.mask_injection else None
-        settings = InjectionSettings(cfg.injection, cfg.blend_alpha, injection_mask)
+        settings = InjectionSettings(
+            cfg.injection,
+            cfg.blend_alpha,
+            injection_mask,
+            full_scale=cfg.full_injection_scale,
+            full_steps=int(cfg.steps * cfg.full_injection_t),
+            background_attention=cfg.background_attention,
+            masked_features=cfg.masked_features,
+        )
+        before_step = None
+        if mask is not None and cfg.background_noise > 0.0 and cfg.background_noise_t > 0.0:
+            renoise_at = int(cfg.steps * cfg.background_noise_t)
+            subject_mask = mask
+
+            def before_step(index: int, latents: torch.Tensor) -> torch.Tensor:
+                if index != renoise_at:
+                    return latents
+                return self.renoise_background(latents, subject_mask, cfg)
+
         uncond = self.encode_text([cfg.negative_prompt])
         cond = self.encode_text(prompts)
         start = self.start_latent(inverted, cfg, mask)
@@ -249,6 +276,7 @@ class PnPPipeline:
                         cfg,
                         callback=callback,
                         progress=partial(_advance, bar, k),
+                        before_step=before_step,
                     )
                 except torch.OutOfMemoryError as err:
                     if chunk == 1:

@@ -67,6 +67,7 @@ def pnp_sample(
     cfg: PnPConfig,
     callback: SamplingCallback | None = None,
     progress: Callable[[int], object] | None = None,
+    before_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Sample ``k`` edits of one image; returns the final latents (k, C, h, w).
 
@@ -74,6 +75,8 @@ def pnp_sample(
     noise). The source row is the inverted x_t at every step (``cfg.source == "inversion"``) or
     its own DDIM reconstruction from x_T (``"reconstruction"``). The injector must be installed;
     with ``injector.replay`` the source row is left out and its recorded features injected.
+    ``before_step(index, latents)`` may replace the guided latents (k, C, h, w) before a step
+    (e.g. re-noise their background after the first steps).
     """
     scheduler.set_timesteps(cfg.steps, device=start_latent.device)
     timesteps = [int(t) for t in scheduler.timesteps]
@@ -85,6 +88,8 @@ def pnp_sample(
     for state in injection_schedule(cfg, timesteps, k, source_row=not injector.replay):
         t = state.timestep
         layout = state.layout
+        if before_step is not None:
+            latents = before_step(state.index, latents)
         if layout.has_source and cfg.source == "inversion":
             source = inverted.at(t)
         rows = [source] if layout.has_source else []

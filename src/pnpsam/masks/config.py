@@ -15,7 +15,7 @@ Point = tuple[float, float]
 Box = tuple[float, float, float, float]
 """XYXY box ``(x0, y0, x1, y1)`` in image pixels."""
 
-BackgroundMode = Literal["keep", "remove", "dim"]
+BackgroundMode = Literal["keep", "remove", "dim", "mean", "blur"]
 RestoreMode = Literal["none", "global", "masked", "luminance"]
 MaskMethod = Literal["sam", "sam2", "text", "file", "grabcut", "array"]
 
@@ -128,7 +128,10 @@ class WeakenConfig:
     """The report's scheme 3: weaken the background in pixels before inversion, then restore.
 
     ``dim`` multiplies background pixels by ``dim_factor`` (the report used 0.5); ``remove`` fills
-    them with 0 (the report found this fails: the text has nothing left to act on). After decoding,
+    them with 0 (the report found this fails: the text has nothing left to act on); ``mean`` fills
+    them with the background's mean colour and ``blur`` with a mask-normalised Gaussian blur of
+    the background (sigma 1/8 of the short side): the old structure goes, its colour stays.
+    After decoding,
     ``restore`` undoes the darkening: ``global`` is the report's fix (whole output x 1/factor),
     ``masked`` does it only where the background was dimmed, ``luminance`` matches the output
     background's luminance statistics to the source background's.

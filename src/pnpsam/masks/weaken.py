@@ -36,7 +36,8 @@ def background_gain(mask: np.ndarray, mode: BackgroundMode, factor: float = 0.5)
     """Per-pixel multiplier ``HxW float32`` that weakening applies: 1 on the subject.
 
     ``keep``: 1 everywhere; ``remove``: ``mask`` (background -> 0); ``dim``:
-    ``factor + (1 - factor) * mask`` (background x factor).
+    ``factor + (1 - factor) * mask`` (background x factor). ``mean`` and ``blur`` replace the
+    background rather than scale it, so they have no gain (``weaken_background`` does them).
     """
     weights = as_mask(mask)
     if mode == "keep":
@@ -55,10 +56,25 @@ def weaken_background(
     """Weaken the background of an ``HxWx3 float32 [0, 1]`` image before inversion.
 
     ``keep`` returns a copy, ``remove`` fills the background with 0 (the report's failed variant),
-    ``dim`` multiplies it by ``factor`` (the report's working variant, factor 0.5).
+    ``dim`` multiplies it by ``factor`` (the report's working variant, factor 0.5); ``mean`` fills
+    it with its (mask-weighted) mean colour, ``blur`` with a Gaussian blur of the background
+    alone (sigma = 1/8 of the short side, normalised by the blurred background weight so the
+    subject's colour does not bleed out).
     """
     rgb, weights = _check_pair(image, mask, "image")
-    return rgb * background_gain(weights, mode, factor)[..., None]
+    if mode not in ("mean", "blur"):
+        return rgb * background_gain(weights, mode, factor)[..., None]
+    outside = (1.0 - weights)[..., None]
+    if float(outside.sum()) <= _EPS:
+        return rgb.copy()
+    if mode == "mean":
+        fill = (rgb * outside).sum(axis=(0, 1)) / outside.sum()
+    else:
+        sigma = min(rgb.shape[:2]) / 8.0
+        blurred = cv2.GaussianBlur(rgb * outside, (0, 0), sigma)
+        weight = cv2.GaussianBlur(outside[..., 0], (0, 0), sigma)[..., None]
+        fill = blurred / np.maximum(weight, _EPS)
+    return (rgb * weights[..., None] + fill * outside).astype(np.float32)
 
 
 def luminance(image: np.ndarray) -> np.ndarray:

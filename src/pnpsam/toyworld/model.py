@@ -32,6 +32,21 @@ class ToyModelConfig:
     text_heads: int = 2
     max_tokens: int = 16  # captions are 5 words; short padding keeps cross-attention cheap
 
+    @property
+    def vae_downsampling(self) -> int:
+        """Image side / latent side: each VAE block after the first halves the resolution."""
+        return int(2 ** (len(self.vae_channels) - 1))
+
+    @classmethod
+    def for_latent(cls, latent_size: int) -> ToyModelConfig:
+        """Sizes for a ``latent_size`` x ``latent_size`` latent of the 64 px world: 16 (the
+        shipped model, x4 VAE) or 32 (toy-v2, x2 VAE: the UNet's levels run at 32/16/8/4, so
+        the paper's residual layer sits at 8x8 and self-attention reaches 32x32)."""
+        vae = {16: (32, 32, 64), 32: (32, 64)}
+        if latent_size not in vae:
+            raise ValueError(f"latent size must be one of {sorted(vae)}; got {latent_size}")
+        return cls(vae_channels=vae[latent_size])
+
 
 def build_tokenizer(config: ToyModelConfig) -> CLIPTokenizer:
     """Offline CLIP tokenizer with merges for every world word (most become one token)."""
@@ -70,11 +85,12 @@ def build_vae(config: ToyModelConfig) -> AutoencoderKL:
     )
 
 
-def build_unet(config: ToyModelConfig, vae_downsampling: int = 4) -> UNet2DConditionModel:
+def build_unet(config: ToyModelConfig, vae_downsampling: int | None = None) -> UNet2DConditionModel:
     """UNet with SD 1.5's block types: CrossAttnDownBlock2D x3 + DownBlock2D, UpBlock2D +
     CrossAttnUpBlock2D x3; ``attention_head_dim=1`` means one head (diffusers' legacy naming)."""
+    downsampling = vae_downsampling or config.vae_downsampling
     return UNet2DConditionModel(
-        sample_size=config.image_size // vae_downsampling,
+        sample_size=config.image_size // downsampling,
         in_channels=config.latent_channels,
         out_channels=config.latent_channels,
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),

@@ -142,8 +142,14 @@ def _psnr(recon: torch.Tensor, x: torch.Tensor) -> float:
     return 10 * math.log10(4.0 / F.mse_loss(recon, x).item())
 
 
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
 def train_vae(vae: AutoencoderKL, images: np.ndarray, cfg: TrainConfig) -> None:
-    """Train ``vae`` in place on random batches of ``images`` (NxHxWx3 uint8)."""
+    """Train ``vae`` in place on random batches of ``images`` (NxHxWx3 uint8), on its device
+    (random draws stay on the CPU generator, so a seed gives the same batches anywhere)."""
+    device = _device_of(vae)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     vae.train()
@@ -151,9 +157,10 @@ def train_vae(vae: AutoencoderKL, images: np.ndarray, cfg: TrainConfig) -> None:
     for step in range(cfg.vae_steps):
         _set_lr(opt, cfg.vae_lr, step, cfg.vae_steps, cfg.warmup_steps)
         idx = torch.randint(len(images), (cfg.vae_batch,), generator=gen).numpy()
-        x = to_model_range(images[idx])
+        x = to_model_range(images[idx]).to(device)
         posterior = vae.encode(x).latent_dist
-        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
+        eps = torch.randn(posterior.mean.shape, generator=gen).to(device)
+        z = posterior.mean + posterior.std * eps
         recon = vae.decode(z).sample
         kl = posterior.kl().mean()
         loss = _reconstruction_loss(recon, x) + cfg.vae_kl_weight * kl
@@ -178,6 +185,7 @@ def finetune_decoder(
     can run before, after or beside UNet training with the same result.
     """
     gen = torch.Generator().manual_seed(cfg.seed + 3)
+    device = _device_of(vae)
     params = [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.vae_lr, weight_decay=0.0)
     vae.train()
@@ -185,8 +193,9 @@ def finetune_decoder(
     for step in range(cfg.decoder_steps):
         _set_lr(opt, cfg.vae_lr, step, cfg.decoder_steps, cfg.warmup_steps)
         idx = torch.randint(len(images), (cfg.vae_batch,), generator=gen)
-        x = to_model_range(images[idx.numpy()])
+        x = to_model_range(images[idx.numpy()]).to(device)
         z = latents[idx] + cfg.decoder_latent_noise * torch.randn(latents[idx].shape, generator=gen)
+        z = z.to(device)
         recon = vae.decode(z).sample
         loss = _reconstruction_loss(recon, x)
         opt.zero_grad(set_to_none=True)
@@ -204,8 +213,9 @@ def finetune_decoder(
 @torch.no_grad()
 def encode_latent_means(vae: AutoencoderKL, images: np.ndarray, batch: int = 256) -> torch.Tensor:
     """Posterior means of ``images`` (NxHxWx3 uint8) -> Nx4xhxw float32."""
+    device = _device_of(vae)
     chunks = [
-        vae.encode(to_model_range(images[i : i + batch])).latent_dist.mean
+        vae.encode(to_model_range(images[i : i + batch]).to(device)).latent_dist.mean.cpu()
         for i in range(0, len(images), batch)
     ]
     return torch.cat(chunks)
@@ -243,6 +253,7 @@ def train_unet(
     snr = alphas_cumprod / (1.0 - alphas_cumprod)
     # Min-SNR-gamma weight for the epsilon objective: min(snr, gamma) / snr.
     loss_weight = torch.clamp(snr, max=cfg.min_snr_gamma) / snr
+    device = _device_of(unet)
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-2)
@@ -265,10 +276,10 @@ def train_unet(
             0, noise_sched.config.num_train_timesteps, (cfg.unet_batch,), generator=gen
         )
         noisy = noise_sched.add_noise(x0, noise, t)
-        context = text_encoder(ids)[0]
-        pred = unet(noisy, t, encoder_hidden_states=context).sample
-        per_sample = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
-        loss = (per_sample * loss_weight[t]).mean()
+        context = text_encoder(ids.to(device))[0]
+        pred = unet(noisy.to(device), t.to(device), encoder_hidden_states=context).sample
+        per_sample = F.mse_loss(pred, noise.to(device), reduction="none").mean(dim=(1, 2, 3))
+        loss = (per_sample * loss_weight[t].to(device)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -304,10 +315,10 @@ def save_pipeline(
     """Write a ``StableDiffusionPipeline`` folder with fp16 safetensors weights (copies; the
     given modules are left untouched)."""
     pipe = StableDiffusionPipeline(
-        vae=copy.deepcopy(vae).half(),
-        text_encoder=copy.deepcopy(text_encoder).half(),
+        vae=copy.deepcopy(vae).half().cpu(),
+        text_encoder=copy.deepcopy(text_encoder).half().cpu(),
         tokenizer=tokenizer,
-        unet=copy.deepcopy(unet).half(),
+        unet=copy.deepcopy(unet).half().cpu(),
         scheduler=build_scheduler(),
         safety_checker=None,
         feature_extractor=None,
@@ -332,6 +343,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name, value in vars(defaults).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--latent-size",
+        type=int,
+        choices=(16, 32),
+        default=16,
+        help="16: the shipped model (x4 VAE); 32: toy-v2 (x2 VAE, UNet levels 32/16/8/4)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (training device)")
     parser.add_argument(
         "--work-dir", type=Path, default=Path("toy_work"), help="cache of the VAE and latents"
     )
@@ -361,7 +380,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(cfg.seed)
     LOG.info("config %s", cfg)
-    model_cfg = ToyModelConfig()
+    model_cfg = ToyModelConfig.for_latent(args.latent_size)
+    device = torch.device(args.device)
 
     t0 = time.time()
     images, captions = render_dataset(cfg.dataset_size, cfg.seed)
@@ -371,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # (e.g. with another step budget) without retraining them; same seed = same cache.
     vae_dir, latents_file = args.work_dir / "vae", args.work_dir / "latents.pt"
     if (vae_dir / "config.json").is_file() and latents_file.is_file():
-        vae = AutoencoderKL.from_pretrained(vae_dir).eval()
+        vae = AutoencoderKL.from_pretrained(vae_dir).eval().to(device)
         latents = torch.load(latents_file)
         LOG.info("stage vae + encode: loaded from %s", args.work_dir)
     else:
@@ -381,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             build_vae(model_cfg)
             if args.vae_resume is None
             else AutoencoderKL.from_pretrained(args.vae_resume)
-        )
+        ).to(device)
         train_vae(vae, images, cfg)
         LOG.info("stage vae took %.0f s", time.time() - t0)
 
@@ -395,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # An untouched resumed VAE is already folded: refolding would rescale the latents a
         # UNet may already have been trained on.
         if cfg.vae_steps > 0 or args.vae_resume is None:
-            fold_latent_stats(vae, mean, std)
+            fold_latent_stats(vae, mean.to(device), std.to(device))
             # Folding is affine in the posterior mean, so no second encoding pass is needed.
             latents = (latents - mean[None, :, None, None]) / std[None, :, None, None]
         vae.save_pretrained(vae_dir)
@@ -405,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     decoder_dir = args.work_dir / "vae_decoder"
     if (decoder_dir / "config.json").is_file():
-        vae = AutoencoderKL.from_pretrained(decoder_dir).eval()
+        vae = AutoencoderKL.from_pretrained(decoder_dir).eval().to(device)
         LOG.info("stage decoder: loaded from %s", decoder_dir)
     elif cfg.decoder_steps > 0:
         t0 = time.time()
@@ -436,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(f"{args.unet_resume}: its tokenizer differs from the toy world's")
         text_encoder, unet = resumed.text_encoder, resumed.unet
         LOG.info("unet + text encoder resumed from %s", args.unet_resume)
+    unet, text_encoder = unet.to(device), text_encoder.to(device)
     LOG.info(
         "unet %.2f M params, text encoder %.2f M, vae %.2f M",
         sum(p.numel() for p in unet.parameters()) / 1e6,
