@@ -95,3 +95,35 @@ def test_background_renoised_after_the_first_steps(editor, small_config) -> None
     # Only the background changes much: it is redrawn from noise from step 3 on.
     diff = (renoised - kept).abs().mean(dim=(0, 1, 2))  # per latent column
     assert diff[16:].mean() > 3 * diff[:16].mean(), diff
+
+
+def test_scheme3_fills_keep_the_subject_and_drop_background_structure() -> None:
+    from pnpsam.masks.weaken import weaken_background
+
+    rng = np.random.default_rng(1)
+    image = rng.uniform(0.2, 0.8, (32, 32, 3)).astype(np.float32)  # cluttered background
+    mask = np.zeros((32, 32), np.float32)
+    mask[8:24, 8:24] = 1.0
+    subject, background = mask.astype(bool), ~mask.astype(bool)
+    for mode in ("mean", "blur"):
+        out = weaken_background(image, mask, mode)
+        assert np.array_equal(out[subject], image[subject]), mode
+        assert out[background].std(axis=0).max() < 0.5 * image[background].std(axis=0).min()
+        mean_colour = image[background].mean(axis=0)
+        assert np.allclose(out[background].mean(axis=0), mean_colour, atol=0.03), mode
+    assert np.allclose(weaken_background(image, mask, "mean")[0, 0], image[background].mean(0))
+
+
+def test_centered_background_keeps_source_structure_not_its_mean(editor, small_config) -> None:
+    small_config.pnp.background_injection = "centered"
+    _, events = _edit(editor, small_config, _left_half())
+    residuals = [e.features for e in events if e.kind == "residual"]
+    assert residuals
+    for rows in residuals:
+        half = rows.shape[-1] // 2
+        subject, background = rows[..., :half], rows[..., half:]
+        assert torch.equal(subject[1:], subject[:1].expand_as(subject[1:]))
+        centred = background - background.mean(dim=(2, 3), keepdim=True)
+        assert torch.allclose(centred[1:], centred[:1].expand_as(centred[1:]), atol=1e-5)
+        means = background.mean(dim=(2, 3))
+        assert not torch.allclose(means[1], means[0], atol=1e-4)  # the mean is the row's own

@@ -54,8 +54,8 @@ def test_bad_weakening_inputs() -> None:
     mask = np.zeros((4, 4), np.float32)
     with pytest.raises(ValueError, match=r"got 0\.0"):
         weaken_background(image, mask, "dim", 0.0)
-    with pytest.raises(ValueError, match="'blur'"):
-        weaken_background(image, mask, "blur")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'smudge'"):
+        weaken_background(image, mask, "smudge")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="differs"):
         weaken_background(image, mask[:2], "dim")
     with pytest.raises(ValueError, match="range"):

@@ -41,6 +41,8 @@ InjectionMode = Literal["replace", "blend"]
 BackgroundAttention = Literal["own", "source"]
 # With a subject: which injected features are limited to it (the others go everywhere).
 MaskedFeatures = Literal["all", "residual", "attention"]
+# With a subject: what masked injection gives the background.
+BackgroundInjection = Literal["none", "centered"]
 
 
 class ConfigError(ValueError):
@@ -288,6 +290,11 @@ class PnPConfig:
     # stay the generation's own) while residual features, which carry colour, stop at the
     # subject; "attention" the reverse.
     masked_features: MaskedFeatures = "all"
+    # With a subject and mask_injection: "none" = background positions keep their own
+    # features; "centered" = they get the source's features minus the source background's
+    # per-channel mean plus the generation's own background mean: the source's spatial
+    # structure (where the silhouette ends) without its mean appearance (the old colour).
+    background_injection: BackgroundInjection = "none"
 
     def validate(self) -> None:
         check_types(self, "pnp")
@@ -304,6 +311,7 @@ class PnPConfig:
         _check_fraction("full_injection_t", self.full_injection_t)
         _check_choice("background_attention", self.background_attention, BackgroundAttention)
         _check_choice("masked_features", self.masked_features, MaskedFeatures)
+        _check_choice("background_injection", self.background_injection, BackgroundInjection)
         _check_choice("source", self.source, SourceStream)
         _check_choice("start", self.start, StartLatent)
         _check_choice("injection", self.injection, InjectionMode)

@@ -179,6 +179,9 @@ class InjectionSettings:
     background_attention: Literal["own", "source"] = "own"
     # With a mask: which features it limits ("all", "residual" or "attention").
     masked_features: Literal["all", "residual", "attention"] = "all"
+    # With a mask: "centered" = background positions get the source's features re-centred on
+    # the guided row's own background mean (per channel); "none" = nothing.
+    background_injection: Literal["none", "centered"] = "none"
     _grid_masks: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, repr=False)
 
     def weight(self) -> float:
@@ -197,6 +200,22 @@ class InjectionSettings:
                 )
             self._grid_masks[key] = mask.clamp(0.0, 1.0)
         return self._grid_masks[key].to(device=like.device, dtype=like.dtype)
+
+
+def _recentred_background(
+    source: torch.Tensor, guided: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Injection target (B, ...) for ``guided`` rows: the source on the subject, and on the
+    background the source minus its background mean plus each row's own background mean, per
+    channel. ``mask`` broadcasts over the features: (1, 1, h, w) for (B, C, h, w) maps,
+    (1, N, 1) for (B, N, C) tokens."""
+    spatial = (2, 3) if source.ndim == 4 else (1,)
+    background = 1.0 - mask
+    total = background.sum(dim=spatial, keepdim=True).clamp_min(1e-6)
+    source_mean = (source * background).sum(dim=spatial, keepdim=True) / total
+    own_mean = (guided * background).sum(dim=spatial, keepdim=True) / total
+    recentred = source - source_mean + own_mean
+    return torch.lerp(recentred, source.expand_as(guided), mask)
 
 
 def token_grid(num_tokens: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
@@ -305,11 +324,15 @@ class FeatureInjector:
         guided = features[layout.guided]
         weight: float | torch.Tensor = self.settings.weight()
         mask = self.subject_weight(grid, features, kind)  # (1, 1, h, w) or None = everywhere
+        target = source.expand_as(guided)
         if mask is not None:
             if features.ndim == 3:  # tokens (B, N, C): flatten the grid row-major like diffusers
                 mask = mask.flatten(2).transpose(1, 2)
-            weight = mask * weight
-        mixed = torch.lerp(guided, source.expand_as(guided), weight)
+            if self.settings.background_injection == "centered":
+                target = _recentred_background(source, guided, mask)
+            else:
+                weight = mask * weight
+        mixed = torch.lerp(guided, target, weight)
         out = torch.cat([source, mixed], dim=0) if layout.has_source else mixed
         for observer in self.observers:
             observer(InjectionEvent(state, kind, block, out))
@@ -429,6 +452,11 @@ class PnPSelfAttentionProcessor:
         state = self.injector._step
         assert state is not None
         layout = state.layout
+        if not layout.has_source:
+            raise InjectionSiteError(
+                "background_attention='source' needs the source row's logits; it cannot run "
+                "from replayed source features"
+            )
         logits = (query @ key.transpose(-1, -2)) * attn.scale  # (B, heads, N, N)
         if attention_mask is not None:
             logits = logits + attention_mask

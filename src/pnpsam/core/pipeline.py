@@ -232,6 +232,7 @@ class PnPPipeline:
             full_steps=int(cfg.steps * cfg.full_injection_t),
             background_attention=cfg.background_attention,
             masked_features=cfg.masked_features,
+            background_injection=cfg.background_injection,
         )
         before_step = None
         if mask is not None and cfg.background_noise > 0.0 and cfg.background_noise_t > 0.0:
