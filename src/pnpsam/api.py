@@ -372,6 +372,7 @@ class PnPEditor:
         original = as_rgb_image(image, cfg.preprocess.max_input_pixels)
         prepared = self.prepare(original, cfg.preprocess)
         subject = self.subject_mask(original, cfg, mask)
+        cfg.weaken = cfg.weaken.resolved(subject is not None and subject.usable)
         if subject is None and cfg.weaken.background != "keep":
             raise ConfigError(
                 f"background={cfg.weaken.background!r} needs a subject: give points, a box, "

@@ -3,10 +3,12 @@
 Built-in methods — each is a set of :class:`~pnpsam.config.EditConfig` values run through
 :class:`~pnpsam.api.PnPEditor` (or, for ``sdedit``, diffusers' img2img on the same weights):
 
+* ``subject`` — the editor's subject-aware default (what ``pnpsam edit`` does when a subject is
+  given: ``weaken.background`` auto = removed before inversion, injection on the subject only).
 * ``pnp`` — plain Plug-and-Play; the item's subject mask is not given to the editor.
-* ``pnp-masked`` — the subject-aware editor: the item's mask is given and features are injected
-  only at subject positions (``pnp.mask_injection``); add ``background_noise=0.3`` etc. to test
-  fresh noise in the start latent's background.
+* ``pnp-masked`` — the item's mask is given and features are injected only at subject
+  positions (``pnp.mask_injection``), the background kept before inversion; add
+  ``background_noise=0.3`` etc. to test fresh noise in the start latent's background.
 * ``scheme1`` — the report's scheme 1: start from seeded Gaussian noise (``pnp.start=noise``).
 * ``scheme2`` — the report's scheme 2: blend source and generated features
   (``pnp.injection=blend``, ``blend_alpha`` 0.5).
@@ -74,10 +76,13 @@ class MethodInfo:
 
 
 METHODS: dict[str, MethodInfo] = {
+    "subject": MethodInfo(
+        "the subject-aware default (editor defaults with the mask)", uses_mask=True
+    ),
     "pnp": MethodInfo("plain PnP"),
     "pnp-masked": MethodInfo(
         "PnP injecting only on the subject mask",
-        {"pnp": {"mask_injection": True}},
+        {"pnp": {"mask_injection": True}, "weaken": {"background": "keep"}},
         uses_mask=True,
     ),
     "scheme1": MethodInfo("start from seeded noise", {"pnp": {"start": "noise"}}),

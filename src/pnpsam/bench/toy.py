@@ -26,6 +26,7 @@ TOY_SETS: dict[str, int] = {"dev": 100, "held-out": 500}  # set name -> toy_pair
 SCORE_KEYS = ("iou", "color", "background", "shape", "clutter")
 
 DEMO_METHODS = (
+    "subject",  # the subject-aware default: background removed before inversion, mask injection
     "pnp:pnp_f_t=0:pnp_attn_t=0:start=noise",  # fresh noise: plain text-to-image, seeded
     "pnp:pnp_f_t=0:pnp_attn_t=0",  # no injection: sampling from the inverted latent
     "pnp",
@@ -39,6 +40,7 @@ DEMO_METHODS = (
     "pnp-masked:background_noise=0.5",
 )
 METHOD_NAMES = {
+    "subject": "subject (default)",
     "pnp:pnp_f_t=0:pnp_attn_t=0:start=noise": "fresh noise",
     "pnp:pnp_f_t=0:pnp_attn_t=0": "no injection",
     "scheme3:background=remove:restore=none": "scheme3 remove",
