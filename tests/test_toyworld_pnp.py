@@ -84,3 +84,21 @@ def test_pnp_holds_the_subject_where_no_injection_loses_it(recolour_and_backgrou
     assert iou["pnp"] >= iou["fresh_noise"] + 0.3, iou
     # Without injection the new background is drawn; with it, part of the old one stays.
     assert recolour_and_background["no_injection"]["background"] >= 0.8
+
+
+@pytest.mark.slow
+def test_subject_default_frees_the_background_and_keeps_the_subject(editor: PnPEditor) -> None:
+    """The subject-aware default (``subject``: background removed before inversion, injection on
+    the subject only) against plain PnP on the first 4 pairs of the dev set (seed 100), colour +
+    background targets, 20 steps. Measured: subject IoU 0.96 / 0.01 / 0.95 / 0.87 (mean 0.70),
+    colour 4/4, background 4/4, clutter -0.01; PnP IoU mean 0.64, colour 1/4, background 2/4.
+    Pair 1 shows the mode's failure: the subject is redrawn elsewhere (IoU 0.01)."""
+    from pnpsam.bench.toy import TOY_SETS
+
+    pairs = toy_pairs(4, TOY_SETS["dev"])
+    rows, _ = run_toy_comparison(editor, pairs, [parse_method("subject"), parse_method("pnp")], 20)
+    subject, pnp = rows
+    assert subject["background"] >= 0.75 and subject["color"] >= 0.75, subject
+    assert subject["background"] >= pnp["background"] + 0.25, (subject, pnp)
+    assert subject["color"] >= pnp["color"] + 0.25, (subject, pnp)
+    assert subject["iou"] >= 0.6 and subject["clutter"] <= 0.05, subject
