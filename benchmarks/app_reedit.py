@@ -39,12 +39,14 @@ def main() -> None:
     editor.masks.load_kwargs["local_files_only"] = True  # no hub: the GrabCut fallback
     spec = SceneSpec("red", "circle", "grass", center=(0.45, 0.55))
     image = Image.fromarray(render_scene(spec, seed=0).image)
-    session = Session.with_photo("toy.png", image).click(230.0, 281.0, "subject")
     base = merge_sections(editor.default_config(), {"pnp": {"steps": args.steps}})
-    cfg = subject_config(base, session, True)
     times: dict[str, list[float]] = {"fresh": [], "reused": []}
     rows: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as folder:
+        photo = Path(folder) / "toy.png"
+        image.save(photo)
+        session = Session.with_photo(str(photo), image).click(230.0, 281.0, "subject")
+        cfg = subject_config(base, session, True)
         run_edit(editor, session, ["a blue circle on grass"], cfg, Path(folder) / "warm")
         for i in range(args.repeats):
             for kind in ("fresh", "reused"):
