@@ -370,6 +370,82 @@ API_CASES: dict[str, tuple[ApiCase, str]] = {
 }
 
 
+def _option(flag: str) -> Any:
+    from pnpsam.cli.options import OPTIONS
+
+    return next(option for option in OPTIONS if option.flag == flag)
+
+
+def _app(name: str) -> Any:
+    from pnpsam.app import actions
+
+    return getattr(actions, name)
+
+
+def _session(w: Path) -> Any:
+    from pnpsam.app.session import Session
+
+    return Session.with_photo(str(w / "good.png"), Image.open(w / "good.png"))
+
+
+def _upload(w: Path, name: str) -> Any:
+    ui = pytest.importorskip("pnpsam.app.ui")  # gradio
+    return ui.read_upload(str(w / name), 64_000_000)
+
+
+# The web app's handlers, called as its page calls them.
+API_CASES.update(
+    {
+        "app value steps abc": (
+            lambda e, c, w: _app("parse_value")(_option("--steps"), "abc"),
+            "abc",
+        ),
+        "app guidance inf": (
+            lambda e, c, w: _app("with_values")(c, [_option("--guidance")], ["inf"]),
+            "inf",
+        ),
+        "app steps 0": (lambda e, c, w: _app("with_values")(c, [_option("--steps")], ["0"]), "0"),
+        "app size 1e9": (
+            lambda e, c, w: _app("with_values")(c, [_option("--size")], ["1e9"]),
+            "1e9",
+        ),
+        "app config steps true": (
+            lambda e, c, w: _app("merge_sections")(c, {"pnp": {"steps": True}}),
+            "True",
+        ),
+        "app config model": (
+            lambda e, c, w: _app("merge_sections")(c, {"model": {"model": "x"}}),
+            "'model'",
+        ),
+        "app config list": (lambda e, c, w: _app("merge_sections")(c, [1]), "list"),
+        "app config nan": (
+            lambda e, c, w: _app("merge_sections")(c, {"pnp": {"guidance": float("nan")}}),
+            "nan",
+        ),
+        "app no prompt": (lambda e, c, w: _app("parse_prompts")("  \n "), "prompt"),
+        "app 500 prompts": (lambda e, c, w: _app("parse_prompts")("x\n" * 500), "500"),
+        "app method warp": (lambda e, c, w: _app("uses_subject")("warp", _session(w)), "warp"),
+        "app click nan": (lambda e, c, w: _session(w).click(float("nan"), 3, "subject"), "nan"),
+        "app click mode": (lambda e, c, w: _session(w).click(3, 3, "poke"), "poke"),
+        "app blank subject": (lambda e, c, w: _session(w).with_subject_text("  "), "subject"),
+        "app upload noise": (lambda e, c, w: _upload(w, "noise.png"), "noise.png"),
+        "app upload bomb": (lambda e, c, w: _upload(w, "bomb.png"), "bomb.png"),
+        "app garbage mask": (
+            lambda e, c, w: _app("run_edit")(
+                e,
+                _session(w).with_mask_file(str(w / "garbage_mask.png")),
+                ["x"],
+                _app("subject_config")(
+                    c, _session(w).with_mask_file(str(w / "garbage_mask.png")), True
+                ),
+                w / "out",
+            ),
+            "garbage_mask.png",
+        ),
+    }
+)
+
+
 @pytest.mark.parametrize("case", list(API_CASES), ids=list(API_CASES))
 def test_api_refuses_bad_input(case: str, ws: Path, editor: PnPEditor) -> None:
     call, names = API_CASES[case]
@@ -385,3 +461,4 @@ def test_api_refuses_bad_input(case: str, ws: Path, editor: PnPEditor) -> None:
 def test_sweep_size() -> None:
     assert len(CLI_CASES) + len(API_CASES) >= 60
     assert {case.split()[0] for case in CLI_CASES} >= {"edit", "bench", "batch", "demo"}
+    assert sum(case.startswith("app ") for case in API_CASES) >= 10

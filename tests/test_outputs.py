@@ -91,19 +91,23 @@ class Crash(BaseException):
     """Stands for the process dying at a file operation."""
 
 
-@pytest.mark.parametrize("moment", range(1, 9))
+@pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
+@pytest.mark.parametrize("moment", range(1, 7))
 def test_a_set_interrupted_at_any_rename_resumes_without_rewriting(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: int, after: bool
 ) -> None:
+    """Renames: journal, a, b, c, record; interrupted just before or just after each."""
     names = ["a.png", "b.png", "c.png"]
     real = os.replace
     calls = []
 
     def replace(src: str, dst: str) -> None:
         calls.append(dst)
-        if len(calls) == moment:
+        if len(calls) == moment and not after:
             raise Crash
         real(src, dst)
+        if len(calls) == moment and after:
+            raise Crash
 
     monkeypatch.setattr(os, "replace", replace)
     with contextlib.suppress(Crash):
@@ -113,6 +117,8 @@ def test_a_set_interrupted_at_any_rename_resumes_without_rewriting(
     record = tmp_path / "run.json"
     if record.exists():  # the crash came after the record: the set is whole
         assert set(json.loads(record.read_text())["files"]) == set(names)
+        assert OutputSet(tmp_path, "run.json", names, "s1").complete  # and the journal goes
+        assert not (tmp_path / "run.json.partial").exists()
     resumed = _write_set(tmp_path, names, "s1")
     done = json.loads(record.read_text())
     assert done["settings_sha256"] == "s1" and set(done["files"]) == set(names)

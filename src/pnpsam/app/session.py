@@ -8,6 +8,7 @@ follow :mod:`pnpsam.masks.config`: ``(x, y)`` pixels of the photo as uploaded, o
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -80,6 +81,8 @@ class Session:
     def to_photo(self, x: float, y: float) -> tuple[float, float]:
         """A click at display pixel ``(x, y)`` -> photo pixel, kept inside the photo."""
         height, width = self.require_photo().shape[:2]
+        if not (math.isfinite(x) and math.isfinite(y)):  # min/max would keep a NaN
+            raise ValueError(f"click at ({x}, {y}) is not a point on the photo")
         px = min(max(x / self.scale, 0.0), width - 1.0)
         py = min(max(y / self.scale, 0.0), height - 1.0)
         return round(px, 2), round(py, 2)
