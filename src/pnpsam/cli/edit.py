@@ -119,7 +119,7 @@ def run_edit(args: argparse.Namespace) -> int:
     if mask_file and not Path(mask_file).is_file():
         raise ConfigError(f"mask file {mask_file!r} does not exist or is not a file")
     cfg.mask.validate(picture.height, picture.width)  # clicks outside the image, by name
-    if cfg.weaken.background != "keep" and not cfg.mask.has_source:
+    if cfg.weaken.background not in ("keep", "auto") and not cfg.mask.has_source:
         raise ConfigError(
             f"background={cfg.weaken.background!r} needs a subject: give --point, --box, "
             "--subject or --mask"
