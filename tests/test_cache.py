@@ -261,3 +261,16 @@ def test_features_over_the_budget_are_not_kept(reuse_editor: PnPEditor, photo) -
     again = reuse_editor.edit(photo, "a red robot", cfg)
     assert again.unet_evaluations == first.unet_evaluations - 10 == 8 + 20
     assert len(reuse_editor.source_features) == 0
+
+
+def test_composed_attention_runs_the_source_row_instead_of_replaying(
+    reuse_editor: PnPEditor, photo: Image.Image
+) -> None:
+    cfg = _tiny_config(reuse_editor)
+    cfg.pnp.steps = 4
+    cfg.pnp.background_attention = "source"
+    mask = np.zeros((photo.height, photo.width), np.float32)
+    mask[100:300, 150:350] = 1.0
+    first = reuse_editor.edit(photo, "a red robot", cfg, mask=mask)
+    again = reuse_editor.edit(photo, "a red robot", cfg, mask=mask)
+    assert again.unet_evaluations == first.unet_evaluations - 4 == 3 + 2 * 4

@@ -260,7 +260,12 @@ class PnPPipeline:
             injector.features = features
             done = 0
             while done < len(prompts):
-                injector.replay = features is not None and features.covers(needed)
+                # composed attention needs the source row's logits, not only its Q/K: no replay
+                injector.replay = (
+                    features is not None
+                    and features.covers(needed)
+                    and settings.background_attention != "source"
+                )
                 rows = slice(done, min(done + chunk, len(prompts)))
                 k = rows.stop - rows.start
                 text = TextConditions(
