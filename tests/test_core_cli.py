@@ -188,8 +188,8 @@ def test_flag_choices_are_the_config_literals(capsys) -> None:
     with pytest.raises(ValueError, match="unknown field 'sizes'"):
         allowed_values("preprocess", "sizes")
     with pytest.raises(SystemExit):
-        parser.parse_args(["edit", "x.png", "--prompt", "p", "--background", "blur"])
-    assert "invalid choice: 'blur'" in capsys.readouterr().err
+        parser.parse_args(["edit", "x.png", "--prompt", "p", "--background", "smudge"])
+    assert "invalid choice: 'smudge'" in capsys.readouterr().err
 
 
 def test_errors_name_config_fields_and_the_cli_names_flags(

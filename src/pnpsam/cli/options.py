@@ -220,6 +220,48 @@ OPTIONS = (
         "fresh-noise fraction in the background of the start latent (with a subject)",
         type=float,
     ),
+    Option(
+        "--background-noise-t",
+        "pnp",
+        "background_noise_t",
+        "re-noise the background at this fraction of the steps instead of at x_T",
+        type=float,
+    ),
+    Option(
+        "--full-injection-scale",
+        "pnp",
+        "full_injection_scale",
+        "with a subject: layers whose side is at most this fraction of the latent's inject "
+        "everywhere, finer ones only on the subject",
+        type=float,
+    ),
+    Option(
+        "--full-injection-t",
+        "pnp",
+        "full_injection_t",
+        "with a subject: fraction of the first steps that inject everywhere",
+        type=float,
+    ),
+    Option(
+        "--background-attention",
+        "pnp",
+        "background_attention",
+        "with a subject: own = background queries use their own logits; source = logits "
+        "involving subject tokens are the source's",
+    ),
+    Option(
+        "--masked-features",
+        "pnp",
+        "masked_features",
+        "with a subject: which injected features stop at the subject (all, residual, attention)",
+    ),
+    Option(
+        "--background-injection",
+        "pnp",
+        "background_injection",
+        "with a subject: none = the background keeps its own features; centered = the source's "
+        "structure without its mean appearance",
+    ),
 )
 
 
