@@ -30,7 +30,7 @@ from playwright import sync_api as playwright
 
 from pnpsam.api import PnPEditor
 from pnpsam.app import AppSettings, build_app, serve
-from pnpsam.config import ModelConfig
+from pnpsam.config import INTERACTIVE_FEATURE_BYTES, ModelConfig
 from pnpsam.toyworld.judge import judge_image
 from pnpsam.toyworld.measure import subject_color, subject_iou
 from pnpsam.toyworld.world import RenderedScene, SceneSpec, render_scene
@@ -66,7 +66,10 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[RenderedScene, Path
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    editor = PnPEditor.from_pretrained(ModelConfig(model="toy", device="cpu"))
+    # as `pnpsam app` loads it: source features kept for re-edits
+    editor = PnPEditor.from_pretrained(
+        ModelConfig(model="toy", device="cpu"), feature_bytes=INTERACTIVE_FEATURE_BYTES
+    )
     editor.masks.load_kwargs["local_files_only"] = True  # no hub: SAM is "not available"
     settings = AppSettings(workdir=tmp_path_factory.mktemp("app"), max_upload_mb=2)
     demo = build_app(editor, settings=settings)
@@ -170,8 +173,9 @@ def test_translate_then_reuse_the_inversion(
     """Recolour the clicked subject: the output's subject has the target colour (read inside
     the source's mask) and keeps its shape: judged subject IoU with the source mask >= 0.75
     (measured 0.94 for yellow and 0.95 for orange, 10 steps, GrabCut mask). The second run, with
-    another prompt, reuses the inversion: the page says so and counts fewer UNet rows (measured
-    38 then 28: the 10-step inversion's rows are skipped)."""
+    another prompt, reuses the inversion and the kept source features: the page says so and
+    counts fewer UNet rows (the first run 38: 10 inversion + 8 source + 20 guided rows; the
+    second 20, the guided rows alone)."""
     rendered, _ = scene
     page.get_by_text("Advanced: every edit option").click()
     page.locator("#opt-steps input").fill("10")
@@ -180,6 +184,7 @@ def test_translate_then_reuse_the_inversion(
     assert "inversion reused: no" in first
     assert "inversion reused: yes" in second
     assert _unet_rows(second) < _unet_rows(first)
+    assert _unet_rows(second) == 2 * 10  # nothing but the guided rows of 10 steps
     assert len(urls) == 3  # source, mask used, the translation
     output = _pixels(urls[-1])
     assert output.shape == rendered.image.shape

@@ -77,10 +77,6 @@ __all__ = [
     "unet_evaluations",
 ]
 
-# A feature budget for interactive front ends (the web app): one 512 px photo's source
-# features take ~650 MiB in fp16 and ~1.3 GiB in fp32 (README), so this keeps 1-3 photos.
-INTERACTIVE_FEATURE_BYTES = 2 * 1024**3
-
 
 @dataclass
 class Inversion:
@@ -229,7 +225,7 @@ class PnPEditor:
         when first written), shared by processes and runs: a photo inverted once is not
         inverted again with the same model and settings. ``feature_bytes``: memory (device)
         for keeping the source stream's features of recent photos, so re-editing one costs
-        exactly 2 x steps UNet rows per prompt (``INTERACTIVE_FEATURE_BYTES`` suits an app;
+        exactly 2 x steps UNet rows per prompt (``config.INTERACTIVE_FEATURE_BYTES`` suits an app;
         0, the default, keeps none; ``editor.source_features.max_bytes`` changes it later).
         ``model_options`` are
         ``ModelConfig`` fields: device, dtype, cpu_offload, revision, allow_pickle,

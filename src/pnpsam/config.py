@@ -45,6 +45,11 @@ MaskedFeatures = Literal["all", "residual", "attention"]
 BackgroundInjection = Literal["none", "centered"]
 
 
+# A feature budget for interactive front ends (the web app's default): one 512 px photo's
+# source features take ~650 MiB in fp16 and ~1.3 GiB in fp32 (README), so this keeps 1-3.
+INTERACTIVE_FEATURE_BYTES = 2 * 1024**3
+
+
 class ConfigError(ValueError):
     """A configuration value is out of range or of the wrong kind; the message names it."""
 

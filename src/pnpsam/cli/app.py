@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from pnpsam.cli.options import OPTIONS, HelpFormatter, add_options, resolve_config
-from pnpsam.config import ConfigError
+from pnpsam.config import INTERACTIVE_FEATURE_BYTES, ConfigError
 
 # the model flags of `pnpsam edit`: the model loads once, when the app starts
 MODEL_OPTIONS = tuple(o for o in OPTIONS if o.section == "model")
@@ -40,6 +40,13 @@ def add_app_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         "later edit of the same photo and settings skips the inversion (default: memory only)",
     )
     parser.add_argument(
+        "--feature-memory-mb",
+        type=float,
+        default=INTERACTIVE_FEATURE_BYTES / 2**20,
+        help="memory for kept source features: a re-edit of a known photo then costs only "
+        "2 x steps UNet rows per prompt (0 keeps none)",
+    )
+    parser.add_argument(
         "--max-upload-mb", type=float, default=50.0, help="largest uploaded file, megabytes"
     )
     parser.add_argument(
@@ -54,6 +61,8 @@ def run_app(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be in 1..65535; got {args.port}")
     if args.max_upload_mb <= 0 or args.max_pixels <= 0:
         raise ConfigError("--max-upload-mb and --max-pixels must be positive")
+    if not 0 <= args.feature_memory_mb < float("inf"):
+        raise ConfigError(f"--feature-memory-mb must be >= 0; got {args.feature_memory_mb}")
     try:
         from pnpsam.app import AppSettings, build_app, serve
     except ImportError as error:
@@ -63,7 +72,8 @@ def run_app(args: argparse.Namespace) -> int:
     from pnpsam.api import PnPEditor
 
     cfg = resolve_config(args, MODEL_OPTIONS)[0].model
-    editor = PnPEditor.from_pretrained(cfg, cache_dir=args.cache)
+    feature_bytes = int(args.feature_memory_mb * 2**20)
+    editor = PnPEditor.from_pretrained(cfg, cache_dir=args.cache, feature_bytes=feature_bytes)
     settings = AppSettings(max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels)
     demo = build_app(editor, settings=settings)
     if args.share:
