@@ -147,6 +147,25 @@ def append_lines(path: Path, lines: Iterable[str]) -> None:
             os.close(fd)
 
 
+def read_json_lines(path: Path, required: Iterable[str]) -> list[dict[str, Any]]:
+    """The objects of a JSON-lines file that hold every ``required`` key, oldest first.
+
+    Torn lines (a crash mid-append) and foreign lines are skipped; a missing file is empty.
+    """
+    if not path.is_file():
+        return []
+    keys = set(required)
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and keys <= row.keys():
+            rows.append(row)
+    return rows
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str | None:
     """Hex sha256 of a file's bytes, or None when it cannot be read."""
     try:

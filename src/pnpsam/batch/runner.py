@@ -33,7 +33,13 @@ from pnpsam.batch.local import Engine
 from pnpsam.batch.photo import PhotoResult, PhotoWork, output_names
 from pnpsam.config import ConfigError, EditConfig
 from pnpsam.imageio import save_json
-from pnpsam.outputs import append_lines, output_write_error, remove_stale_temporaries, write_bytes
+from pnpsam.outputs import (
+    append_lines,
+    output_write_error,
+    read_json_lines,
+    remove_stale_temporaries,
+    write_bytes,
+)
 
 INDEX_FILE = "index.jsonl"
 
@@ -68,17 +74,7 @@ class BatchSummary:
 
 def read_index(path: Path) -> list[dict[str, Any]]:
     """The photo lines of an index (torn or foreign lines skipped), oldest first."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and {"name", "status", "settings"} <= row.keys():
-            rows.append(row)
-    return rows
+    return read_json_lines(path, ("name", "status", "settings"))
 
 
 def append_line(path: Path, row: dict[str, Any]) -> None:

@@ -58,7 +58,7 @@ from pnpsam.config import EditConfig
 from pnpsam.imageio import atomic_write, labelled_grid, load_image, save_json, save_png
 from pnpsam.masks.ops import resize_mask
 from pnpsam.metrics import EditMetrics, EditMetricsConfig
-from pnpsam.outputs import append_lines, output_write_error
+from pnpsam.outputs import append_lines, output_write_error, read_json_lines
 from pnpsam.paths import inside, safe_name
 
 ROWS_FILE = "rows.jsonl"
@@ -80,17 +80,7 @@ class BenchResult:
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """All rows of a ``rows.jsonl`` (a torn last line from a crash is skipped)."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and {"method", "item", "status"} <= row.keys():
-            rows.append(row)
-    return rows
+    return read_json_lines(path, ("method", "item", "status"))
 
 
 def _append_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
