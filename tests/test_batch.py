@@ -274,8 +274,8 @@ def test_manifest_errors_name_the_file_line_and_field_before_any_model_loads(
 def test_bench_results_cross_the_engine_boundary_unchanged(photos: Path) -> None:
     """What a Ray actor sends back for a bench pair decodes to the same rows and pixels."""
     from pnpsam.bench.datasets import EditItem
+    from pnpsam.bench.item import ItemResult
     from pnpsam.bench.methods import parse_methods
-    from pnpsam.bench.runner import ItemResult
     from pnpsam.bench.work import BenchPair, BenchWork
     from pnpsam.config import EditConfig
 

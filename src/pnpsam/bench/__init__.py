@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from pnpsam.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from pnpsam.bench.item import ItemResult, run_item
     from pnpsam.bench.methods import (
         METHODS,
         MethodOutput,
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
         sweep_methods,
     )
     from pnpsam.bench.report import Estimate, MethodSummary, mean_ci, summarize
-    from pnpsam.bench.runner import BenchmarkRunner, BenchResult, ItemResult, read_rows, run_item
+    from pnpsam.bench.runner import BenchmarkRunner, BenchResult, read_rows
 
 # The runner needs torch: everything is imported on first use, so `pnpsam --help` stays fast.
 __getattr__ = lazy_exports(
@@ -38,13 +39,8 @@ __getattr__ = lazy_exports(
             "sweep_methods",
         ),
         "pnpsam.bench.report": ("Estimate", "MethodSummary", "mean_ci", "summarize"),
-        "pnpsam.bench.runner": (
-            "BenchmarkRunner",
-            "BenchResult",
-            "ItemResult",
-            "read_rows",
-            "run_item",
-        ),
+        "pnpsam.bench.item": ("ItemResult", "run_item"),
+        "pnpsam.bench.runner": ("BenchmarkRunner", "BenchResult", "read_rows"),
     },
 )
 

@@ -1,7 +1,7 @@
 """The bench's (method, item) pairs as work for the batch engines (local or Ray).
 
-:class:`BenchWork` runs :func:`~pnpsam.bench.runner.run_item` on one pair; the runner gives it
-to an engine and writes each :class:`~pnpsam.bench.runner.ItemResult` as it arrives. The pairs
+:class:`BenchWork` runs :func:`~pnpsam.bench.item.run_item` on one pair; the runner gives it
+to an engine and writes each :class:`~pnpsam.bench.item.ItemResult` as it arrives. The pairs
 travel once, with the work (a task is the pair's index); results come back as their rows (JSON)
 and PNG-encoded images, decoded to the same pixels on the driver.
 """
@@ -17,8 +17,8 @@ from PIL import Image
 
 from pnpsam.api import PnPEditor
 from pnpsam.bench.datasets import EditItem
+from pnpsam.bench.item import ItemResult, failed_rows, run_item
 from pnpsam.bench.methods import MethodSpec
-from pnpsam.bench.runner import ItemResult, failed_rows, run_item
 from pnpsam.config import EditConfig
 from pnpsam.metrics import EditMetrics, EditMetricsConfig
 
