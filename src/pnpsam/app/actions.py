@@ -43,14 +43,15 @@ MASK_TOOLS: tuple[Option, ...] = tuple(
 NO_SUBJECT = "No subject: the edit is plain PnP. Click on the subject to select it."
 MAX_PROMPTS = 8  # prompts per run: each one is a row of every UNet batch
 
-# "auto": the subject-aware mode when there is a subject, plain PnP otherwise. The others are
-# the benchmark's methods (one definition of what each sets); sdedit is not offered here.
+# "auto": the subject-aware default (the bench method "subject") with a subject, plain PnP
+# without. The others are the benchmark's methods (one definition of what each sets); sdedit
+# is not offered here.
 METHOD_CHOICES: tuple[str, ...] = ("auto", "pnp", "pnp-masked", "scheme1", "scheme2", "scheme3")
 
 
 def method_summary(name: str) -> str:
     if name == "auto":
-        return "subject-aware (pnp-masked) when a subject is selected, else plain PnP"
+        return "the subject-aware default when a subject is selected, else plain PnP"
     return METHODS[name].summary
 
 
