@@ -60,15 +60,23 @@ class Estimate:
     n: int
 
 
+def _finite(values: Sequence[float]) -> tuple[np.ndarray, Estimate | None]:
+    """The finite ``values`` as float64, and the estimate itself when fewer than two remain
+    (no interval: NaN bounds; no values: NaN mean)."""
+    finite = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
+    if len(finite) == 0:
+        return finite, Estimate(math.nan, math.nan, math.nan, 0)
+    if len(finite) < 2:
+        return finite, Estimate(float(finite.mean()), math.nan, math.nan, 1)
+    return finite, None
+
+
 def mean_ci(values: Sequence[float], level: float = 0.95) -> Estimate:
     """Mean and Student-t interval of the finite ``values`` (inf/NaN are left out)."""
-    finite = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
-    n = len(finite)
-    if n == 0:
-        return Estimate(math.nan, math.nan, math.nan, 0)
-    mean = float(finite.mean())
-    if n < 2:
-        return Estimate(mean, math.nan, math.nan, 1)
+    finite, short = _finite(values)
+    if short is not None:
+        return short
+    n, mean = len(finite), float(finite.mean())
     half = float(stats.t.ppf(0.5 + level / 2, n - 1) * finite.std(ddof=1) / math.sqrt(n))
     return Estimate(mean, mean - half, mean + half, n)
 
@@ -79,13 +87,10 @@ def bootstrap_ci(
     """Mean and percentile-bootstrap interval of the finite ``values`` (items resampled with
     replacement, ``resamples`` times, seeded so tables are reproducible). Given per-item
     differences ``a_i - b_i`` of two methods on the same items, this is the paired bootstrap."""
-    finite = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
-    n = len(finite)
-    if n == 0:
-        return Estimate(math.nan, math.nan, math.nan, 0)
-    mean = float(finite.mean())
-    if n < 2:
-        return Estimate(mean, math.nan, math.nan, 1)
+    finite, short = _finite(values)
+    if short is not None:
+        return short
+    n, mean = len(finite), float(finite.mean())
     picks = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     means = finite[picks].mean(axis=1)
     low, high = np.quantile(means, [0.5 - level / 2, 0.5 + level / 2])
