@@ -444,6 +444,41 @@ class OutputFolder:
         return OutputSet(self.path, record, planned, settings, overwrite, required, family)
 
 
+def _slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "prompt"
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where one edit's files go: a PNG per prompt, the subject mask and overlay, the record.
+
+    The one naming rule of ``pnpsam edit``, shared by the batch runner and the web app.
+    """
+
+    pngs: list[Path]
+    mask: Path
+    overlay: Path
+    record: Path
+
+    @classmethod
+    def of(cls, out: Path, image: str, prompts: Sequence[str]) -> OutputPaths:
+        stem = Path(image).stem
+        pngs = [out / f"{stem}_{i:02d}_{_slug(p)}.png" for i, p in enumerate(prompts)]
+        return cls(
+            pngs, out / f"{stem}_mask.png", out / f"{stem}_mask_overlay.png", out / f"{stem}.json"
+        )
+
+    def all(self) -> list[Path]:
+        return [*self.pngs, self.mask, self.overlay, self.record]
+
+    def family(self, name: str) -> bool:
+        """Whether ``name`` is an output of an edit of this image (any prompts)."""
+        stem = re.escape(self.record.stem)
+        return (
+            re.fullmatch(rf"{stem}(_\d{{2}}_[a-z0-9-]+|_mask|_mask_overlay)\.png", name) is not None
+        )
+
+
 def settings_digest(*parts: Any) -> str:
     """sha256 of JSON-able ``parts``: what decides a set's content (image digest, config, ...)."""
     text = json.dumps(parts, sort_keys=True, default=str)

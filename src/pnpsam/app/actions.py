@@ -23,11 +23,11 @@ from PIL import Image
 
 from pnpsam.api import EditResult, PnPEditor
 from pnpsam.bench.methods import METHODS
-from pnpsam.cli.edit import OutputPaths
 from pnpsam.cli.options import OPTIONS, Option
 from pnpsam.config import ConfigError, EditConfig
 from pnpsam.imageio import save_json, save_png
 from pnpsam.masks import EmptyMaskWarning, SamUnavailableWarning, SubjectMask, overlay_mask
+from pnpsam.outputs import OutputPaths
 
 from .session import Session
 

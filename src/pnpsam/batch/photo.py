@@ -37,7 +37,7 @@ def output_names(name: str, prompts: tuple[str, ...] | list[str]) -> dict[str, s
 
     Keys: ``"png:K"`` per prompt, ``"mask"``, ``"overlay"``, ``"record"``.
     """
-    from pnpsam.cli.edit import OutputPaths  # the one definition of edit's names
+    from pnpsam.outputs import OutputPaths  # the one definition of edit's names
 
     # OutputPaths takes an image path and uses its stem; the name is already a safe stem
     paths = OutputPaths.of(Path(), f"{name}.png", prompts)

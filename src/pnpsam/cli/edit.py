@@ -8,11 +8,8 @@ it from which ``pnpsam edit --config RECORD.json`` reproduces it.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +19,7 @@ from pnpsam.config import PRESETS, ConfigError, EditConfig, prompt_list, short_r
 if TYPE_CHECKING:
     from PIL import Image
 
-    from pnpsam.outputs import OutputSet
+    from pnpsam.outputs import OutputPaths, OutputSet
 
 
 def add_edit_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -73,43 +70,11 @@ def resolve_run(args: argparse.Namespace) -> tuple[EditConfig, str, list[str]]:
     return cfg, image, prompts
 
 
-def _slug(text: str, limit: int = 40) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "prompt"
-
-
-@dataclass(frozen=True)
-class OutputPaths:
-    """Where one edit's files go: a PNG per prompt, the subject mask and overlay, the record."""
-
-    pngs: list[Path]
-    mask: Path
-    overlay: Path
-    record: Path
-
-    @classmethod
-    def of(cls, out: Path, image: str, prompts: Sequence[str]) -> OutputPaths:
-        stem = Path(image).stem
-        pngs = [out / f"{stem}_{i:02d}_{_slug(p)}.png" for i, p in enumerate(prompts)]
-        return cls(
-            pngs, out / f"{stem}_mask.png", out / f"{stem}_mask_overlay.png", out / f"{stem}.json"
-        )
-
-    def all(self) -> list[Path]:
-        return [*self.pngs, self.mask, self.overlay, self.record]
-
-    def family(self, name: str) -> bool:
-        """Whether ``name`` is an output of an edit of this image (any prompts)."""
-        stem = re.escape(self.record.stem)
-        return (
-            re.fullmatch(rf"{stem}(_\d{{2}}_[a-z0-9-]+|_mask|_mask_overlay)\.png", name) is not None
-        )
-
-
 def run_edit(args: argparse.Namespace) -> int:
     # imported here, not at the top: they load torch, and `pnpsam --help` should not wait
     from pnpsam.imageio import load_image
     from pnpsam.masks.select import check_mask_models
-    from pnpsam.outputs import OutputFolder, file_sha256, settings_digest
+    from pnpsam.outputs import OutputFolder, OutputPaths, file_sha256, settings_digest
 
     cfg, image, prompts = resolve_run(args)
     out = Path(args.out)
