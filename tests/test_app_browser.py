@@ -131,6 +131,24 @@ def _translate(page: Any, prompt: str) -> tuple[str, list[str]]:
     return page.inner_text("#run-stats"), urls
 
 
+def _set_text_option(page: Any, selector: str, value: str) -> None:
+    """Type ``value`` into a box of the advanced section and make sure it stays there.
+
+    The section mounts its boxes when first opened, and the mount sets each box's value a moment
+    later: a value typed in that moment is overwritten by the default (seen in CI: steps back at
+    50). So type, leave the box (the page reads it on change), and type again until it holds."""
+    box = page.locator(selector)
+    for _ in range(20):
+        box.fill(value)
+        box.blur()
+        time.sleep(0.25)
+        if box.input_value() == value:
+            time.sleep(0.5)  # and still there a moment later
+            if box.input_value() == value:
+                return
+    raise AssertionError(f"{selector} does not keep {value!r}; it shows {box.input_value()!r}")
+
+
 def _unet_rows(stats: str) -> int:
     return int(stats.split("UNet row-evaluations:")[1].split("·")[0].strip())
 
@@ -178,10 +196,7 @@ def test_translate_then_reuse_the_inversion(
     20 guided rows; the second 20, the guided rows alone)."""
     rendered, _ = scene
     page.get_by_text("Advanced: every edit option").click()
-    steps_box = page.locator("#opt-steps input")
-    steps_box.fill("10")
-    steps_box.blur()  # the page reads the box on change; a click right after typing can miss it
-    page.wait_for_function("() => document.querySelector('#opt-steps input').value === '10'")
+    _set_text_option(page, "#opt-steps input", "10")
     first, _ = _translate(page, "a yellow circle on grass")
     second, urls = _translate(page, "a orange circle on grass")
     assert "inversion reused: no" in first
