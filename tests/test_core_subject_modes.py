@@ -127,3 +127,34 @@ def test_centered_background_keeps_source_structure_not_its_mean(editor, small_c
         assert torch.allclose(centred[1:], centred[:1].expand_as(centred[1:]), atol=1e-5)
         means = background.mean(dim=(2, 3))
         assert not torch.allclose(means[1], means[0], atol=1e-4)  # the mean is the row's own
+
+
+def test_mask_cells_cover_keeps_every_touched_cell_and_background_weight_is_a_floor() -> None:
+    """A 3-pixel-wide subject column on a 16x16 mask, reduced to 4x4 cells: "area" weights its
+    cell column by the share covered (3/4), "cover" counts the column fully; other cells get
+    ``background_weight``; upsampling stays bilinear for both."""
+    from pnpsam.core.injection import InjectionSettings
+
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 5:8] = 1.0  # inside cell column 1 (pixels 4-7)
+    like = torch.zeros(1)
+    area = InjectionSettings(mask=mask).mask_at(4, 4, like)
+    cover = InjectionSettings(mask=mask, mask_cells="cover").mask_at(4, 4, like)
+    assert torch.allclose(area[0, 0, :, 1], torch.full((4,), 0.75))
+    assert torch.equal(cover[0, 0, :, 1], torch.ones(4))
+    for grid in (area, cover):
+        assert torch.equal(grid[0, 0][:, [0, 2, 3]], torch.zeros(4, 3))
+    floor = InjectionSettings(mask=mask, mask_cells="cover", background_weight=0.3)
+    weights = floor.mask_at(4, 4, like)[0, 0]
+    assert torch.allclose(weights[:, [0, 2, 3]], torch.full((4, 3), 0.3))
+    assert torch.equal(weights[:, 1], torch.ones(4))
+    up_area = InjectionSettings(mask=mask).mask_at(32, 32, like)
+    up_cover = InjectionSettings(mask=mask, mask_cells="cover").mask_at(32, 32, like)
+    assert torch.equal(up_area, up_cover)
+
+
+def test_background_weight_one_is_plain_pnp(editor, small_config) -> None:
+    plain, _ = _edit(editor, small_config)
+    small_config.pnp.background_weight = 1.0
+    floored, _ = _edit(editor, small_config, _left_half())
+    assert torch.allclose(floored, plain, atol=1e-5)

@@ -103,6 +103,9 @@ class Inversion:
     key: InversionKey | None = None  # what it depends on (``PnPEditor.inversion_key``)
     # where ``subject`` came from: the mask config's sources, or "array" for a given mask
     mask_sources: dict[str, Any] = field(default_factory=dict)
+    # the subject-aware default applies: weaken.background was "auto" and a subject was found
+    # (edits then resolve the "auto" PnP subject fields, ``PnPConfig.with_subject_mode``)
+    subject_default: bool = False
 
 
 @dataclass
@@ -368,7 +371,9 @@ class PnPEditor:
         original = as_rgb_image(image, cfg.preprocess.max_input_pixels)
         prepared = self.prepare(original, cfg.preprocess)
         subject = self.subject_mask(original, cfg, mask)
-        cfg.weaken = cfg.weaken.resolved(subject is not None and subject.usable)
+        has_subject = subject is not None and subject.usable
+        subject_default = has_subject and cfg.weaken.background == "auto"
+        cfg.weaken = cfg.weaken.resolved(has_subject)
         if subject is None and cfg.weaken.background != "keep":
             raise ConfigError(
                 f"background={cfg.weaken.background!r} needs a subject: give points, a box, "
@@ -393,6 +398,7 @@ class PnPEditor:
                 reused=True,
                 cached=False,
                 mask_sources=_mask_sources(cfg, mask),
+                subject_default=subject_default,
             )
         start = time.perf_counter()
         latents = self._from_disk(key, inverted_image, cfg)
@@ -420,6 +426,7 @@ class PnPEditor:
             cached=rows == 0,
             key=key,
             mask_sources=_mask_sources(cfg, mask),
+            subject_default=subject_default,
         )
         self.store.put(key, dataclasses.replace(inversion, reused=False, cached=False))
         return inversion
@@ -483,6 +490,7 @@ class PnPEditor:
         else:
             inversion = self.invert(image, cfg, mask)
         reused = given or inversion.reused
+        cfg.pnp = cfg.pnp.with_subject_mode(inversion.subject_default)
         subject = inversion.subject if inversion.subject and inversion.subject.usable else None
         subject_tensor = None
         if subject is not None:

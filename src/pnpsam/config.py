@@ -43,6 +43,13 @@ BackgroundAttention = Literal["own", "source"]
 MaskedFeatures = Literal["all", "residual", "attention"]
 # With a subject: what masked injection gives the background.
 BackgroundInjection = Literal["none", "centered"]
+# With a subject: how the mask is reduced to a layer's grid (see PnPConfig.mask_cells).
+MaskCells = Literal["auto", "area", "cover"]
+# What "auto" fields become in the subject-aware default (weaken.background "auto" with a
+# subject), chosen in issue 11 on the toy model's development pairs (README, subject-aware
+# section); outside it they are "area" and 0.0, the behaviour before these fields existed.
+SUBJECT_MASK_CELLS: MaskCells = "cover"
+SUBJECT_BACKGROUND_WEIGHT = 0.2
 
 
 # A feature budget for interactive front ends (the web app's default): one 512 px photo's
@@ -300,6 +307,20 @@ class PnPConfig:
     # per-channel mean plus the generation's own background mean: the source's spatial
     # structure (where the silhouette ends) without its mean appearance (the old colour).
     background_injection: BackgroundInjection = "none"
+    # With a subject and mask_injection: how the subject mask becomes a layer's grid. "area" =
+    # each cell weighted by the fraction of it the subject covers (soft edges); "cover" = every
+    # cell the subject touches injects fully, so a coarse layer keeps the whole silhouette
+    # (at an 8x8 layer most subject cells are edge cells). "auto" = SUBJECT_MASK_CELLS in the
+    # subject-aware default (see ``with_subject_mode``), else "area".
+    mask_cells: MaskCells = "auto"
+    # With a subject and mask_injection: injection weight at background positions (0 = none,
+    # 1 = plain PnP everywhere). None = SUBJECT_BACKGROUND_WEIGHT in the subject-aware
+    # default, else 0.
+    background_weight: float | None = None
+    # With a subject: words of the target prompts that name it (e.g. "robot", "yellow
+    # circle"). Background positions get no cross-attention to their tokens, so the free
+    # background does not draw a second subject. "" = off.
+    subject_words: str = ""
 
     def validate(self) -> None:
         check_types(self, "pnp")
@@ -317,6 +338,9 @@ class PnPConfig:
         _check_choice("background_attention", self.background_attention, BackgroundAttention)
         _check_choice("masked_features", self.masked_features, MaskedFeatures)
         _check_choice("background_injection", self.background_injection, BackgroundInjection)
+        _check_choice("mask_cells", self.mask_cells, MaskCells)
+        if self.background_weight is not None:
+            _check_fraction("background_weight", self.background_weight)
         _check_choice("source", self.source, SourceStream)
         _check_choice("start", self.start, StartLatent)
         _check_choice("injection", self.injection, InjectionMode)
@@ -326,6 +350,19 @@ class PnPConfig:
             blocks = getattr(self, name)
             if any(not isinstance(b, int) or b < 0 for b in blocks):
                 raise ConfigError(f"{name} must be LDM output block numbers >= 0; got {blocks!r}")
+
+    def with_subject_mode(self, subject_default: bool) -> PnPConfig:
+        """A copy with the "auto" subject fields made concrete: the subject-aware default's
+        values when ``subject_default`` (weaken.background "auto" resolved with a subject),
+        otherwise the plain ones ("area", 0.0), so records from before these fields re-run
+        identically."""
+        cells = self.mask_cells
+        if cells == "auto":
+            cells = SUBJECT_MASK_CELLS if subject_default else "area"
+        weight = self.background_weight
+        if weight is None:
+            weight = SUBJECT_BACKGROUND_WEIGHT if subject_default else 0.0
+        return dataclasses.replace(self, mask_cells=cells, background_weight=weight)
 
     @property
     def residual_steps(self) -> int:

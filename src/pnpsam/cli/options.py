@@ -262,6 +262,28 @@ OPTIONS = (
         "with a subject: none = the background keeps its own features; centered = the source's "
         "structure without its mean appearance",
     ),
+    Option(
+        "--mask-cells",
+        "pnp",
+        "mask_cells",
+        "with a subject: how the mask meets coarse layers: area = share of each cell, cover = "
+        "any cell it touches; auto = cover in the subject-aware default, else area",
+    ),
+    Option(
+        "--background-weight",
+        "pnp",
+        "background_weight",
+        "with a subject: injection weight in the background, 0-1 (default: 0.2 in the "
+        "subject-aware default, else 0)",
+        type=float,
+    ),
+    Option(
+        "--subject-words",
+        "pnp",
+        "subject_words",
+        "with a subject: words of the prompts that name it (e.g. 'robot'); the background does "
+        "not attend to them, so it does not draw a second subject",
+    ),
 )
 
 

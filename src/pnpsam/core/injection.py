@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from pnpsam.core.features import SourceFeatures
 
 InjectionKind = Literal["residual", "query", "key"]
+# How a subject mask is reduced to a coarser grid: by area (share covered) or cover (any touch).
+CellReduction = Literal["area", "cover"]
 
 
 class InjectionSiteError(ValueError):
@@ -182,24 +184,44 @@ class InjectionSettings:
     # With a mask: "centered" = background positions get the source's features re-centred on
     # the guided row's own background mean (per channel); "none" = nothing.
     background_injection: Literal["none", "centered"] = "none"
+    # With a mask: "area" = cells weighted by the subject's share of them; "cover" = any cell
+    # the subject touches counts fully (max-pooled).
+    mask_cells: CellReduction = "area"
+    # With a mask: the injection weight at background positions (0 = subject only).
+    background_weight: float = 0.0
     _grid_masks: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, repr=False)
 
     def weight(self) -> float:
         return 1.0 if self.mode == "replace" else float(self.alpha)
 
     def mask_at(self, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
-        """The subject mask resized (area-averaged, so edges stay soft) to a (h, w) grid."""
+        """Injection weights (1, 1, h, w) in [0, 1] on a (h, w) grid: the subject mask reduced
+        per ``mask_cells`` (area-averaged or max-pooled; bilinear when upsampled), raised to
+        ``background_weight`` outside the subject."""
         if self.mask is None:
             raise ValueError("mask_at needs a subject mask; these injection settings have none")
         key = (height, width)
         if key not in self._grid_masks:
-            mask = self.mask.float()
-            if mask.shape[-2:] != key:
-                mask = F.interpolate(
-                    mask, size=key, mode="area" if mask.shape[-1] > width else "bilinear"
-                )
-            self._grid_masks[key] = mask.clamp(0.0, 1.0)
+            mask = mask_on_grid(self.mask, key, self.mask_cells)
+            self._grid_masks[key] = mask + (1.0 - mask) * self.background_weight
         return self._grid_masks[key].to(device=like.device, dtype=like.dtype)
+
+
+def mask_on_grid(
+    mask: torch.Tensor, grid: tuple[int, int], cells: CellReduction = "area"
+) -> torch.Tensor:
+    """A (1, 1, H, W) soft mask in [0, 1] on a (h, w) grid: reduced by area (the share of each
+    cell covered) or, ``cells="cover"``, by max (any touched cell counts fully); bilinear when
+    the grid is finer than the mask."""
+    mask = mask.float()
+    if mask.shape[-2:] != grid:
+        if mask.shape[-1] <= grid[1]:
+            mask = F.interpolate(mask, size=grid, mode="bilinear")
+        elif cells == "cover":
+            mask = F.adaptive_max_pool2d(mask, grid)
+        else:
+            mask = F.interpolate(mask, size=grid, mode="area")
+    return mask.clamp(0.0, 1.0)
 
 
 def _recentred_background(

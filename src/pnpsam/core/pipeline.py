@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -20,6 +20,7 @@ from diffusers import StableDiffusionPipeline
 from pnpsam.config import InversionConfig, PnPConfig
 from pnpsam.core.features import SourceFeatures, needed_features
 from pnpsam.core.injection import (
+    CellReduction,
     FeatureInjector,
     InjectionEvent,
     InjectionSettings,
@@ -32,6 +33,7 @@ from pnpsam.core.sampling import (
     injection_schedule,
     pnp_sample,
 )
+from pnpsam.core.subject_text import SubjectTextAttention, subject_token_weights
 from pnpsam.models.loading import inverse_scheduler_for
 
 
@@ -108,6 +110,20 @@ class PnPPipeline:
             list(prompts), self.device, 1, do_classifier_free_guidance=False
         )
         return embeddings
+
+    def subject_tokens(self, prompts: Sequence[str], words: str) -> torch.Tensor:
+        """(len(prompts), L) weights marking the tokens of ``words`` (whitespace-separated) in
+        each prompt as the text encoder reads it (see ``subject_token_weights``)."""
+        tokenizer = self.sd.tokenizer
+        ids = tokenizer(
+            list(prompts),
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        word_ids = [tokenizer(w, add_special_tokens=False).input_ids for w in words.split()]
+        return subject_token_weights(ids, word_ids, prompts)
 
     @torch.no_grad()
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
@@ -224,6 +240,7 @@ class PnPPipeline:
             raise ValueError("prompts is empty: give at least one target prompt")
         sites = find_injection_sites(self.unet, cfg.residual_blocks, cfg.attention_blocks)
         injection_mask = mask if cfg.mask_injection else None
+        cells: CellReduction = "cover" if cfg.mask_cells == "cover" else "area"  # auto: area
         settings = InjectionSettings(
             cfg.injection,
             cfg.blend_alpha,
@@ -233,6 +250,8 @@ class PnPPipeline:
             background_attention=cfg.background_attention,
             masked_features=cfg.masked_features,
             background_injection=cfg.background_injection,
+            mask_cells=cells,
+            background_weight=cfg.background_weight or 0.0,
         )
         before_step = None
         if mask is not None and cfg.background_noise > 0.0 and cfg.background_noise_t > 0.0:
@@ -244,6 +263,12 @@ class PnPPipeline:
                     return latents
                 return self.renoise_background(latents, subject_mask, cfg)
 
+        words = None
+        text_attention: AbstractContextManager[SubjectTextAttention | None] = nullcontext()
+        if mask is not None and cfg.subject_words.strip():
+            words = self.subject_tokens(prompts, cfg.subject_words)
+            latent_hw = (inverted.clean.shape[-2], inverted.clean.shape[-1])
+            text_attention = SubjectTextAttention(self.unet, mask, latent_hw, cells)
         uncond = self.encode_text([cfg.negative_prompt])
         cond = self.encode_text(prompts)
         start = self.start_latent(inverted, cfg, mask)
@@ -253,6 +278,7 @@ class PnPPipeline:
         results: list[torch.Tensor] = []
         with (
             FeatureInjector(self.unet, sites, settings) as injector,
+            text_attention as subject_text,
             self.sd.progress_bar(total=cfg.steps * len(prompts)) as bar,
         ):
             bar.set_description("edit")
@@ -268,6 +294,8 @@ class PnPPipeline:
                 )
                 rows = slice(done, min(done + chunk, len(prompts)))
                 k = rows.stop - rows.start
+                if subject_text is not None and words is not None:
+                    subject_text.tokens = words[rows]
                 text = TextConditions(
                     inverted.source_embedding, uncond.expand(k, -1, -1), cond[rows]
                 )
