@@ -158,3 +158,86 @@ def test_background_weight_one_is_plain_pnp(editor, small_config) -> None:
     small_config.pnp.background_weight = 1.0
     floored, _ = _edit(editor, small_config, _left_half())
     assert torch.allclose(floored, plain, atol=1e-5)
+
+
+def test_subject_default_resolves_auto_fields_and_records_them(editor, small_config) -> None:
+    """weaken "auto" with a subject is the subject-aware default: mask_cells "auto" becomes
+    cover and background_weight 0.2 in the edit's config (so its record states them); with the
+    background kept explicitly, or values set by hand, they stay as given / the plain ones."""
+    from pnpsam.config import SUBJECT_BACKGROUND_WEIGHT, SUBJECT_MASK_CELLS, PnPConfig
+
+    assert PnPConfig().with_subject_mode(False).mask_cells == "area"
+    assert PnPConfig().with_subject_mode(False).background_weight == 0.0
+    chosen = PnPConfig(mask_cells="area", background_weight=0.5).with_subject_mode(True)
+    assert (chosen.mask_cells, chosen.background_weight) == ("area", 0.5)
+    mask = _left_half()[0, 0].numpy()
+    default = editor.edit(_image(), ["a red robot"], small_config, mask=mask)
+    assert default.config.weaken.background == "remove"
+    resolved = default.config.pnp
+    assert (resolved.mask_cells, resolved.background_weight) == (
+        SUBJECT_MASK_CELLS,
+        SUBJECT_BACKGROUND_WEIGHT,
+    )
+    assert default.record()["config"]["pnp"]["mask_cells"] == SUBJECT_MASK_CELLS
+    small_config.weaken.background = "keep"
+    kept = editor.edit(_image(), ["a red robot"], small_config, mask=mask)
+    assert (kept.config.pnp.mask_cells, kept.config.pnp.background_weight) == ("area", 0.0)
+
+
+def test_subject_words_are_found_as_the_text_encoder_reads_them(editor) -> None:
+    import warnings
+
+    from pnpsam.core.subject_text import SubjectWordsWarning
+
+    prompts = ["a red robot in the snow", "a cat", "robot robot"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        weights = editor.pipeline.subject_tokens(prompts, "red robot")
+    ids = editor.pipeline.sd.tokenizer(prompts[0]).input_ids  # [start, a, red, robot, ...]
+    assert weights.shape == (3, editor.pipeline.sd.tokenizer.model_max_length)
+    assert weights[0].nonzero().flatten().tolist() == [2, 3], ids
+    assert not weights[1].any()  # "a cat" names no subject word: warned, nothing hidden
+    assert weights[2].nonzero().flatten().tolist() == [1, 2]
+    assert [w.category for w in caught] == [SubjectWordsWarning]
+    assert "'a cat'" in str(caught[0].message)
+
+
+def test_background_queries_do_not_attend_to_subject_tokens(editor) -> None:
+    """One cross-attention layer of the tiny UNet through the subject-text processor: for the
+    cond row, background queries give the subject tokens ~0 attention (<= 1e-3 of the plain
+    weight) while subject queries and every other row keep the plain attention."""
+    from pnpsam.core.subject_text import SubjectTextAttention
+
+    unet = editor.pipeline.unet
+    name = next(n for n in unet.attn_processors if n.endswith("attn2.processor"))
+    attn = unet.get_submodule(name.removesuffix(".processor"))
+    tokens = torch.zeros(1, 77)
+    tokens[0, 3] = 1.0
+    generator = torch.Generator().manual_seed(0)
+    states = torch.randn(2, 8 * 16, attn.to_q.in_features, generator=generator)  # uncond, cond
+    text = torch.randn(2, 77, attn.to_k.in_features, generator=generator)
+    text_attention = SubjectTextAttention(unet, _left_half(), _LATENT)
+
+    def attention_probs() -> torch.Tensor:
+        query = attn.head_to_batch_dim(attn.to_q(states))
+        key = attn.head_to_batch_dim(attn.to_k(text))
+        bias = text_attention.bias(2, states.shape[1], query)
+        logits = query @ key.transpose(-1, -2) * attn.scale
+        if bias is not None:
+            logits = logits + bias.repeat_interleave(attn.heads, dim=0)[:, 0]
+        return logits.softmax(-1).view(2, attn.heads, states.shape[1], 77)
+
+    plain = attention_probs()
+    text_attention.tokens = tokens
+    hidden = attention_probs()
+    grid = torch.arange(8 * 16) % 16 < 8  # left half of the 8x16 token grid = the subject
+    cond = 1
+    assert torch.equal(hidden[0], plain[0])  # the uncond row is untouched
+    assert torch.allclose(hidden[cond][:, grid], plain[cond][:, grid], atol=1e-6)
+    assert (hidden[cond][:, ~grid, 3] <= 1e-3 * plain[cond][:, ~grid, 3] + 1e-9).all()
+    with text_attention:
+        out = attn(states, encoder_hidden_states=text)
+    manual = hidden.reshape(2 * attn.heads, -1, 77) @ attn.head_to_batch_dim(attn.to_v(text))
+    expected = attn.to_out[0](attn.batch_to_head_dim(manual))
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert unet.attn_processors[name].__class__.__name__ != "_SubjectTextProcessor"  # restored

@@ -489,6 +489,7 @@ class PnPEditor:
             cfg.weaken = inversion.weaken
         else:
             inversion = self.invert(image, cfg, mask)
+            cfg.weaken = inversion.weaken  # "auto" made concrete: the record states what ran
         reused = given or inversion.reused
         cfg.pnp = cfg.pnp.with_subject_mode(inversion.subject_default)
         subject = inversion.subject if inversion.subject and inversion.subject.usable else None
