@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,28 @@ def test_toy_model_edits_with_no_flags_and_shows_progress(
     assert main([*demo, "--model", "toy", "--out", str(tmp_path / "demo")]) == 0
     err = capsys.readouterr().err
     assert "demo: 100%" in err and "1/1" in err and "<00:00" in err  # a bar with its ETA
+
+
+def test_quiet_hides_every_bar_and_warnings_are_one_line(tmp_path: Path) -> None:
+    """A user's run with ``--quiet``: no bar at all (not even the libraries' loading bars) and a
+    warning as one ``pnpsam edit: warning: ...`` line, not Python's ``path:line: Category``
+    form. Without ``--quiet`` the bars are there. A separate process: loading bars and
+    warning formatting are process-wide."""
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(tmp_path / "red.png")
+    entry = "import sys; from pnpsam.cli import main; sys.exit(main())"  # as the pnpsam script
+    base = [sys.executable, "-c", entry, "edit", str(tmp_path / "red.png")]
+    base += ["--model", "toy", "--prompt", "a blue square", "--point", "32,32", *TOY_FLAGS]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # SAM unavailable: the GrabCut warning
+    quiet = subprocess.run(
+        [*base, "--out", str(tmp_path / "q"), "--quiet"], capture_output=True, text=True, env=env
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    lines = quiet.stderr.splitlines()
+    assert "%|" not in quiet.stderr and "Loading" not in quiet.stderr, quiet.stderr
+    warned = [line for line in lines if "GrabCut" in line]
+    assert len(warned) == 1 and warned[0].startswith("pnpsam edit: warning: could not load SAM")
+    assert "Warning:" not in quiet.stderr and ".py:" not in quiet.stderr
+    loud = subprocess.run(
+        [*base, "--out", str(tmp_path / "l")], capture_output=True, text=True, env=env
+    )
+    assert loud.returncode == 0 and "Loading" in loud.stderr and "edit: 100%" in loud.stderr

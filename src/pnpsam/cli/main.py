@@ -9,8 +9,11 @@ that cannot be loaded) prints one line naming the problem and exits with status 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from pnpsam.cli.app import add_app_parser
 from pnpsam.cli.batch import add_batch_parser
@@ -65,11 +68,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _console(command: str, quiet: bool) -> Iterator[None]:
+    """For one command: warnings print as ``pnpsam COMMAND: warning: ...`` (one line, no source
+    path), and ``quiet`` also hides the libraries' loading bars (diffusers, transformers).
+    Both are restored afterwards (``main`` may run in-process, e.g. in tests)."""
+    original_format = warnings.formatwarning
+
+    def one_line(message: Warning | str, category: type[Warning], *_: object) -> str:
+        return f"pnpsam {command}: warning: {message}\n"
+
+    warnings.formatwarning = one_line  # type: ignore[assignment]
+    restore: list[Callable[[], None]] = []
+    if quiet:
+        for name in ("diffusers.utils.logging", "transformers.utils.logging"):
+            logging_module = importlib.import_module(name)
+            if logging_module.is_progress_bar_enabled():
+                logging_module.disable_progress_bar()
+                restore.append(logging_module.enable_progress_bar)
+    try:
+        yield
+    finally:
+        warnings.formatwarning = original_format
+        for undo in restore:
+            undo()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     try:
-        return int(args.run(args))
+        with _console(args.command, bool(getattr(args, "quiet", False))):
+            return int(args.run(args))
     except Exception as err:
         if not isinstance(err, user_errors()):
             # a full or read-only disk under any front end is the user's to fix: one line
