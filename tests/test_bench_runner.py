@@ -213,6 +213,12 @@ def test_run_item_returns_rows_and_images_and_writes_nothing(
         assert all(picture.size == (32, 32) for picture in result.images.values())
         assert [row["image"] for row in result.rows] == edits and not result.failed
         assert all(row["has_mask"] and row["settings"] == "hash" for row in result.rows)
+        details = result.rows[0]["details"]
+        if spec.name == "sdedit":
+            assert details == {"strength": 0.6}
+        else:  # where the seconds went, and the mask (read by the runner, given as an array)
+            assert details["timings"]["sampling_s"] > 0
+            assert details.get("mask_method") == ("array" if spec.info.uses_mask else None)
     assert snapshot(tmp_path) == inputs  # nothing written, not even next to the inputs
 
 

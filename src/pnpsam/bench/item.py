@@ -139,6 +139,7 @@ def run_item(
             "image": path,
             "has_mask": mask is not None,
             "seconds": per_prompt,
+            "details": output.details,  # the method's extras: timings, mask method, strength
             **row,
         }
         for k, (prompt, path, row) in enumerate(
