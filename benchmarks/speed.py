@@ -105,61 +105,9 @@ class PeakMemory:
 
 def sd15_random_pipeline(seed: int = 0) -> object:
     """The SD 1.5 architecture with random weights (shapes of the real checkpoint)."""
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from pnpsam.models.tiny import sd15_shaped_pipeline
 
-    from pnpsam.models.offline import build_offline_clip_tokenizer, token_ids_config
-    from pnpsam.models.tiny import SD15_DOWN_BLOCKS, SD15_UP_BLOCKS, SD_SCHEDULER
-
-    torch.manual_seed(seed)
-    words = tuple(" ".join(PROMPTS).split())
-    tokenizer = build_offline_clip_tokenizer(words)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_attention_heads=12,
-            num_hidden_layers=12,
-            max_position_embeddings=tokenizer.model_max_length,
-            **token_ids_config(tokenizer),
-        )
-    )
-    unet = UNet2DConditionModel(
-        sample_size=64,
-        block_out_channels=(320, 640, 1280, 1280),
-        layers_per_block=2,
-        down_block_types=SD15_DOWN_BLOCKS,
-        up_block_types=SD15_UP_BLOCKS,
-        cross_attention_dim=768,
-        attention_head_dim=8,
-    )
-    with torch.no_grad():  # keep a random UNet's inversion well conditioned (see tiny.py)
-        unet.conv_out.weight.mul_(0.1)
-        unet.conv_out.bias.mul_(0.1)
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        layers_per_block=2,
-        sample_size=512,
-        scaling_factor=0.18215,
-    )
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=DDIMScheduler(**SD_SCHEDULER),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return sd15_shaped_pipeline(seed, tuple(" ".join(PROMPTS).split()))
 
 
 def load_editor(args: argparse.Namespace) -> PnPEditor:

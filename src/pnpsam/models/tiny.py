@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from pnpsam.models.offline import build_offline_clip_tokenizer, token_ids_config
 
@@ -38,28 +38,8 @@ def tiny_sd15_pipeline(
     """
     torch.manual_seed(seed)
     tokenizer = build_offline_clip_tokenizer(words)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            max_position_embeddings=tokenizer.model_max_length,
-            **token_ids_config(tokenizer),
-        )
-    )
-    unet = UNet2DConditionModel(
-        sample_size=32,
-        block_out_channels=(32, 32, 64, 64),
-        layers_per_block=2,
-        down_block_types=SD15_DOWN_BLOCKS,
-        up_block_types=SD15_UP_BLOCKS,
-        cross_attention_dim=32,
-        attention_head_dim=8,
-    )
-    with torch.no_grad():
-        unet.conv_out.weight.mul_(conv_out_scale)
-        unet.conv_out.bias.mul_(conv_out_scale)
+    text_encoder = _clip_text_encoder(tokenizer, hidden=32, intermediate=37, heads=4, layers=2)
+    unet = _sd15_unet(32, (32, 32, 64, 64), cross_attention_dim=32, conv_out_scale=conv_out_scale)
     vae = AutoencoderKL(
         block_out_channels=(32, 32),
         down_block_types=("DownEncoderBlock2D",) * 2,
@@ -73,6 +53,72 @@ def tiny_sd15_pipeline(
         probe = torch.sin(probe * 17.0) * 0.8
         std = vae.encode(probe).latent_dist.mean.std().item()
     vae.register_to_config(scaling_factor=1.0 / std)
+    return _assemble(vae, text_encoder, tokenizer, unet)
+
+
+def sd15_shaped_pipeline(seed: int, words: tuple[str, ...]) -> StableDiffusionPipeline:
+    """SD 1.5's real architecture and shapes (CLIP ViT-L text encoder, 860 M UNet, 512 px VAE)
+    with random weights: for memory and speed measurements without the checkpoint. The UNet's
+    output is shrunk as in :func:`tiny_sd15_pipeline`, so its inversion stays well conditioned."""
+    torch.manual_seed(seed)
+    tokenizer = build_offline_clip_tokenizer(words)
+    text_encoder = _clip_text_encoder(tokenizer, hidden=768, intermediate=3072, heads=12, layers=12)
+    unet = _sd15_unet(64, (320, 640, 1280, 1280), cross_attention_dim=768, conv_out_scale=0.1)
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=512,
+        scaling_factor=0.18215,
+    )
+    return _assemble(vae, text_encoder, tokenizer, unet)
+
+
+def _clip_text_encoder(
+    tokenizer: CLIPTokenizer, hidden: int, intermediate: int, heads: int, layers: int
+) -> CLIPTextModel:
+    return CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=hidden,
+            intermediate_size=intermediate,
+            num_attention_heads=heads,
+            num_hidden_layers=layers,
+            max_position_embeddings=tokenizer.model_max_length,
+            **token_ids_config(tokenizer),
+        )
+    )
+
+
+def _sd15_unet(
+    sample_size: int,
+    channels: tuple[int, int, int, int],
+    cross_attention_dim: int,
+    conv_out_scale: float,
+) -> UNet2DConditionModel:
+    """A UNet in SD 1.5's block layout, its noise prediction scaled by ``conv_out_scale``."""
+    unet = UNet2DConditionModel(
+        sample_size=sample_size,
+        block_out_channels=channels,
+        layers_per_block=2,
+        down_block_types=SD15_DOWN_BLOCKS,
+        up_block_types=SD15_UP_BLOCKS,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+    )
+    with torch.no_grad():
+        unet.conv_out.weight.mul_(conv_out_scale)
+        unet.conv_out.bias.mul_(conv_out_scale)
+    return unet
+
+
+def _assemble(
+    vae: AutoencoderKL,
+    text_encoder: CLIPTextModel,
+    tokenizer: CLIPTokenizer,
+    unet: UNet2DConditionModel,
+) -> StableDiffusionPipeline:
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
