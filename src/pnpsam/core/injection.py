@@ -438,25 +438,13 @@ class PnPSelfAttentionProcessor:
             if self.injector.settings.background_attention == "source":
                 subject = self.injector.subject_weight(grid, like=query)
         if attention_mask is not None:
-            attention_mask = attn.prepare_attention_mask(attention_mask, tokens, batch)
-            attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
-        head_dim = key.shape[-1] // attn.heads
-        query, key, value = (
-            x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value)
-        )
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
+            attention_mask = mask_bias(attn, attention_mask, tokens, batch)
+        query, key, value = split_heads(attn, query, key, value)
         if subject is None:
             out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
         else:
             out = self._composed_attention(attn, query, key, value, subject, attention_mask)
-        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
+        return merge_heads(attn, out, residual, query.dtype)
 
     def _composed_attention(
         self,
@@ -489,3 +477,40 @@ class PnPSelfAttentionProcessor:
         )
         logits = torch.cat([logits[layout.source], guided], dim=0)
         return logits.softmax(dim=-1) @ value
+
+
+# -- attention as diffusers' AttnProcessor2_0 does it, shared by this project's processors --
+def split_heads(
+    attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Projections (B, N, heads x d) -> (B, heads, N, d), with the module's Q/K norms applied."""
+    batch, head_dim = query.shape[0], key.shape[-1] // attn.heads
+    query, key, value = (
+        x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value)
+    )
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    return query, key, value
+
+
+def mask_bias(
+    attn: Attention, attention_mask: torch.Tensor, key_tokens: int, batch: int
+) -> torch.Tensor:
+    """diffusers' ``attention_mask`` as an additive (B, heads, N or 1, key_tokens) bias."""
+    mask = attn.prepare_attention_mask(attention_mask, key_tokens, batch)
+    return mask.view(batch, attn.heads, -1, mask.shape[-1])
+
+
+def merge_heads(
+    attn: Attention, out: torch.Tensor, residual: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """Attention output (B, heads, N, d) -> the module's output: heads joined, the output
+    projection and dropout, the residual connection and output rescaling."""
+    batch, heads, _, head_dim = out.shape
+    out = out.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(dtype)
+    out = attn.to_out[1](attn.to_out[0](out))
+    if attn.residual_connection:
+        out = out + residual
+    return out / attn.rescale_output_factor

@@ -23,7 +23,15 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 
-from pnpsam.core.injection import CellReduction, InjectionSiteError, mask_on_grid, token_grid
+from pnpsam.core.injection import (
+    CellReduction,
+    InjectionSiteError,
+    mask_bias,
+    mask_on_grid,
+    merge_heads,
+    split_heads,
+    token_grid,
+)
 
 # Attention weight left to a subject token at a pure-background query (its logit - 9.2).
 _FLOOR = 1e-4
@@ -145,22 +153,10 @@ class _SubjectTextProcessor:
             encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
         key = attn.to_k(encoder_hidden_states)
         value = attn.to_v(encoder_hidden_states)
-        head_dim = key.shape[-1] // attn.heads
-        query, key, value = (
-            x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value)
-        )
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
+        query, key, value = split_heads(attn, query, key, value)
         bias = self.owner.bias(batch, queries, query)
         if attention_mask is not None:
-            mask = attn.prepare_attention_mask(attention_mask, key.shape[2], batch)
-            mask = mask.view(batch, attn.heads, -1, mask.shape[-1])
+            mask = mask_bias(attn, attention_mask, key.shape[2], batch)
             bias = mask if bias is None else bias + mask
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias)
-        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
+        return merge_heads(attn, out, residual, query.dtype)
