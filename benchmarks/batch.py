@@ -30,8 +30,8 @@ import torch
 from PIL import Image
 
 from pnpsam.batch import BatchRunner, LocalEngine, load_jobs
-from pnpsam.batch.local import Engine, Work
 from pnpsam.config import EditConfig, ModelConfig
+from pnpsam.engines.local import Engine, Work
 from pnpsam.toyworld.pairs import TOY_EDIT, TOY_MODEL
 from pnpsam.toyworld.world import render_scene, sample_specs
 
@@ -118,7 +118,7 @@ def main() -> None:
 
     import ray
 
-    from pnpsam.batch.ray_engine import RayEngine
+    from pnpsam.engines.ray import RayEngine
 
     cfg = config(args)
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from pnpsam.batch import PhotoJob, PhotoResult, PhotoWork, ray_engine, read_index
+from pnpsam.batch import PhotoJob, PhotoResult, PhotoWork, read_index
 from pnpsam.cli import main
+from pnpsam.engines import ray as ray_engine
 from pnpsam.toyworld.pairs import TOY_MODEL
 from pnpsam.toyworld.world import render_scene, sample_specs
 
@@ -273,11 +274,11 @@ def test_manifest_errors_name_the_file_line_and_field_before_any_model_loads(
 
 def test_bench_results_cross_the_engine_boundary_unchanged(photos: Path) -> None:
     """What a Ray actor sends back for a bench pair decodes to the same rows and pixels."""
-    from pnpsam.bench.datasets import EditItem
     from pnpsam.bench.item import ItemResult
-    from pnpsam.bench.methods import parse_methods
     from pnpsam.bench.work import BenchPair, BenchWork
     from pnpsam.config import EditConfig
+    from pnpsam.manifest import EditItem
+    from pnpsam.methods import parse_methods
 
     item = EditItem("a/b", photos / "p0.png", "", ("x",))
     [spec] = parse_methods("pnp")

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from pnpsam.bench.methods import MethodSpecError, parse_methods, sweep_methods
 from pnpsam.bench.report import markdown_table, mean_ci, summarize
 from pnpsam.config import EditConfig
+from pnpsam.methods import MethodSpecError, parse_methods, sweep_methods
 
 
 def test_specs_parse_names_and_yaml_values():

@@ -12,9 +12,9 @@ from metrics_fixtures import photo, save_tiny_clip, save_tiny_dino, save_tiny_re
 from PIL import Image
 
 from pnpsam.bench import BenchmarkRunner, parse_methods, read_rows, run_item
-from pnpsam.bench.datasets import load_manifest
-from pnpsam.bench.methods import run_method
 from pnpsam.cli.bench import add_bench_parser
+from pnpsam.manifest import load_manifest
+from pnpsam.methods import run_method
 from pnpsam.metrics import (
     ClipScoreConfig,
     EditMetrics,

@@ -13,9 +13,9 @@ from PIL import Image
 
 from pnpsam.api import PnPEditor
 from pnpsam.cli import build_parser, main
-from pnpsam.cli.options import OPTIONS, resolve_config
 from pnpsam.config import TOY_MODEL_DIR, EditConfig, ModelConfig
 from pnpsam.core.injection import InjectionSiteError
+from pnpsam.options import OPTIONS, resolve_config
 from pnpsam.toyworld.pairs import TOY_EDIT
 
 TOY_FLAGS = ["--steps", "2", "--inversion-steps", "2", "--device", "cpu"]

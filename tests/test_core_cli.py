@@ -164,8 +164,8 @@ def test_cli_import_prints_no_torchvision_fallback_notice() -> None:
 
 def test_flag_choices_are_the_config_literals(capsys) -> None:
     """Every flag of a field with a Literal type offers exactly those values, and only those."""
-    from pnpsam.cli.options import OPTIONS
     from pnpsam.config import EditConfig, allowed_values
+    from pnpsam.options import OPTIONS
 
     parser = build_parser()
     edit = parser._subparsers._group_actions[0].choices["edit"]  # type: ignore[union-attr]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pnpsam.bench.datasets import DatasetError, EditItem, load_dataset, load_manifest
+from pnpsam.bench.datasets import load_dataset
+from pnpsam.manifest import DatasetError, EditItem, load_manifest
 
 RECORDS = [
     {

@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pnpsam.bench.datasets import (
-    DatasetError,
-    RleMask,
-    decode_pie_rle,
-    load_dataset,
-    load_pie_bench,
-)
+from pnpsam.bench.datasets import RleMask, decode_pie_rle, load_dataset, load_pie_bench
+from pnpsam.manifest import DatasetError
 
 
 def encode_runs(mask: np.ndarray) -> list[int]:

@@ -6,7 +6,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from pnpsam.bench.datasets import DatasetError, load_dataset, load_pnp_ti2i
+from pnpsam.bench.datasets import load_dataset, load_pnp_ti2i
+from pnpsam.manifest import DatasetError
 
 REAL = [
     {

@@ -371,7 +371,7 @@ API_CASES: dict[str, tuple[ApiCase, str]] = {
 
 
 def _option(flag: str) -> Any:
-    from pnpsam.cli.options import OPTIONS
+    from pnpsam.options import OPTIONS
 
     return next(option for option in OPTIONS if option.flag == flag)
 

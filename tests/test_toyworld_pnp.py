@@ -25,9 +25,9 @@ import pytest
 import torch
 
 from pnpsam.api import PnPEditor
-from pnpsam.bench.methods import parse_method
 from pnpsam.bench.toy import run_toy_comparison
 from pnpsam.config import ModelConfig
+from pnpsam.methods import parse_method
 from pnpsam.toyworld.pairs import TOY_MODEL, toy_pairs
 
 _N_PAIRS, _PAIR_SEED, _STEPS = 8, 11, 20

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pnpsam.api import PnPEditor
-from pnpsam.bench.methods import parse_method, run_method
 from pnpsam.bench.toy import TOY_SETS, toy_base_config
 from pnpsam.config import EditConfig, ModelConfig
+from pnpsam.methods import parse_method, run_method
 from pnpsam.toyworld.pairs import ToyPair, score_toy_edit, toy_pairs
 
 SHOWN = ("iou", "color", "background", "clutter")

@@ -22,11 +22,11 @@ import numpy as np
 from PIL import Image
 
 from pnpsam.api import EditResult, PnPEditor
-from pnpsam.bench.methods import METHODS
-from pnpsam.cli.options import OPTIONS, Option
 from pnpsam.config import ConfigError, EditConfig
 from pnpsam.imageio import save_json, save_png
 from pnpsam.masks import EmptyMaskWarning, SamUnavailableWarning, SubjectMask, overlay_mask
+from pnpsam.methods import METHODS
+from pnpsam.options import OPTIONS, Option
 from pnpsam.outputs import OutputPaths
 
 from .session import Session

@@ -26,9 +26,9 @@ import numpy as np
 from PIL import Image
 
 from pnpsam.api import PnPEditor
-from pnpsam.cli.options import Option
 from pnpsam.config import ConfigError, EditConfig, ModelConfig
 from pnpsam.imageio import ImageInputError, load_image
+from pnpsam.options import Option
 
 from .actions import (
     ADVANCED,

@@ -2,7 +2,7 @@
 
 A folder gives one job per image file directly in it (sorted by name), each with the run's
 prompts and subject options. A manifest (JSONL or CSV) is the same schema as ``bench``
-manifests (:func:`pnpsam.bench.datasets.load_manifest`): ``image``, ``prompts`` (or
+manifests (:func:`pnpsam.manifest.load_manifest`): ``image``, ``prompts`` (or
 ``target_prompts``), optional ``points``/``point_labels``/``box``/``mask``/``subject``/``seed``/
 ``id``; its errors name the file, the line and the field. Missing image or mask files are not
 manifest errors: that photo fails at run time, is recorded, and the run goes on.
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pnpsam.bench.datasets import default_item_id, load_manifest
 from pnpsam.config import ConfigError, EditConfig
+from pnpsam.manifest import default_item_id, load_manifest
 from pnpsam.paths import safe_name
 
 IMAGE_SUFFIXES = frozenset(

@@ -130,7 +130,7 @@ def edit_photo(editor: PnPEditor, job: PhotoJob, config: EditConfig) -> PhotoRes
 
 @dataclass
 class PhotoWork:
-    """``pnpsam batch``'s :class:`~pnpsam.batch.local.Work`: load the model once, edit jobs.
+    """``pnpsam batch``'s :class:`~pnpsam.engines.local.Work`: load the model once, edit jobs.
 
     Picklable before ``setup`` (configs only): Ray ships it to each actor, which loads its own
     model there.

@@ -29,9 +29,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from pnpsam.batch.jobs import PhotoJob
-from pnpsam.batch.local import Engine
 from pnpsam.batch.photo import PhotoResult, PhotoWork, output_names
 from pnpsam.config import ConfigError, EditConfig
+from pnpsam.engines.local import Engine
 from pnpsam.imageio import save_json
 from pnpsam.outputs import (
     append_lines,

@@ -15,7 +15,9 @@ from pnpsam.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from pnpsam.bench.item import ItemResult, run_item
-    from pnpsam.bench.methods import (
+    from pnpsam.bench.report import Estimate, MethodSummary, mean_ci, summarize
+    from pnpsam.bench.runner import BenchmarkRunner, BenchResult, read_rows
+    from pnpsam.methods import (
         METHODS,
         MethodOutput,
         MethodSpec,
@@ -23,14 +25,12 @@ if TYPE_CHECKING:
         parse_methods,
         sweep_methods,
     )
-    from pnpsam.bench.report import Estimate, MethodSummary, mean_ci, summarize
-    from pnpsam.bench.runner import BenchmarkRunner, BenchResult, read_rows
 
 # The runner needs torch: everything is imported on first use, so `pnpsam --help` stays fast.
 __getattr__ = lazy_exports(
     __name__,
     {
-        "pnpsam.bench.methods": (
+        "pnpsam.methods": (
             "METHODS",
             "MethodOutput",
             "MethodSpec",

@@ -17,11 +17,11 @@ import numpy as np
 from PIL import Image
 
 from pnpsam.api import PnPEditor
-from pnpsam.bench.datasets import EditItem
-from pnpsam.bench.methods import MethodSpec, item_mask_config, run_method
 from pnpsam.config import EditConfig
 from pnpsam.imageio import load_image
+from pnpsam.manifest import EditItem
 from pnpsam.masks.ops import resize_mask
+from pnpsam.methods import MethodSpec, item_mask_config, run_method
 from pnpsam.metrics import EditMetrics
 from pnpsam.paths import safe_name
 

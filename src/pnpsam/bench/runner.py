@@ -20,9 +20,9 @@ row with the error and the run goes on; a later run retries it only with ``retry
 (``--retry-failed``), appending new rows (the newest row per item and prompt counts).
 
 One (method, item) pair is :func:`run_item`: a pure function from the item to its rows and
-images that writes nothing. The runner hands the pairs to an engine of ``pnpsam batch``
-(:class:`~pnpsam.batch.local.LocalEngine` by default, or
-:class:`~pnpsam.batch.ray_engine.RayEngine`: one editor per Ray actor) as
+images that writes nothing. The runner hands the pairs to an engine (:mod:`pnpsam.engines`)
+(:class:`~pnpsam.engines.local.LocalEngine` by default, or
+:class:`~pnpsam.engines.ray.RayEngine`: one editor per Ray actor) as
 :class:`~pnpsam.bench.work.BenchWork`, and writes each result (images atomically, then its
 rows) as it arrives, so a run resumes the same whatever the engine.
 """
@@ -42,10 +42,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from pnpsam.api import PnPEditor
-from pnpsam.batch.local import Engine, LocalEngine
-from pnpsam.bench.datasets import EditItem
 from pnpsam.bench.item import SOURCE_DIR, ItemResult, failed_rows, image_relpath
-from pnpsam.bench.methods import MethodSpec
 from pnpsam.bench.report import (
     MethodSummary,
     csv_table,
@@ -55,7 +52,10 @@ from pnpsam.bench.report import (
     tradeoff_plot,
 )
 from pnpsam.config import EditConfig
+from pnpsam.engines.local import Engine, LocalEngine
 from pnpsam.imageio import atomic_write, labelled_grid, save_json, save_png
+from pnpsam.manifest import EditItem
+from pnpsam.methods import MethodSpec
 from pnpsam.metrics import EditMetrics, EditMetricsConfig
 from pnpsam.outputs import append_lines, output_write_error, read_json_lines
 from pnpsam.paths import inside

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from pnpsam.bench.methods import MethodSpec, run_method
 from pnpsam.config import EditConfig
+from pnpsam.methods import MethodSpec, run_method
 
 if TYPE_CHECKING:  # torch, SciPy, OpenCV: the demo's parser lists the methods without them
     from pnpsam.api import PnPEditor

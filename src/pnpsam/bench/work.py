@@ -16,10 +16,10 @@ from typing import Any
 from PIL import Image
 
 from pnpsam.api import PnPEditor
-from pnpsam.bench.datasets import EditItem
 from pnpsam.bench.item import ItemResult, failed_rows, run_item
-from pnpsam.bench.methods import MethodSpec
 from pnpsam.config import EditConfig
+from pnpsam.manifest import EditItem
+from pnpsam.methods import MethodSpec
 from pnpsam.metrics import EditMetrics, EditMetricsConfig
 
 
@@ -35,7 +35,7 @@ class BenchPair:
 
 @dataclass
 class BenchWork:
-    """:class:`~pnpsam.batch.local.Work` over ``pairs``; tasks are indexes into it.
+    """:class:`~pnpsam.engines.local.Work` over ``pairs``; tasks are indexes into it.
 
     ``editor``/``metrics`` given (the runner's, local engine) are used as they are; otherwise
     ``setup`` loads them from ``model_config`` and ``metrics_config`` (a Ray actor, once).

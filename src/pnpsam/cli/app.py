@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pnpsam.cli.options import OPTIONS, HelpFormatter, add_options, resolve_config
 from pnpsam.config import INTERACTIVE_FEATURE_BYTES, ConfigError
+from pnpsam.options import OPTIONS, HelpFormatter, add_options, resolve_config
 
 # the model flags of `pnpsam edit`: the model loads once, when the app starts
 MODEL_OPTIONS = tuple(o for o in OPTIONS if o.section == "model")

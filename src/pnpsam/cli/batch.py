@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from pnpsam.cli.options import OPTIONS, HelpFormatter, add_options, resolve_config
 from pnpsam.config import PRESETS
+from pnpsam.options import OPTIONS, HelpFormatter, add_options, resolve_config
 
 if TYPE_CHECKING:
-    from pnpsam.batch.local import Engine
+    from pnpsam.engines.local import Engine
 
 
 def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -87,10 +87,10 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
 def make_engine(args: argparse.Namespace) -> Engine:
     """The engine ``--engine`` names (the Ray one checks that Ray is installed)."""
     if args.engine == "ray":
-        from pnpsam.batch.ray_engine import RayEngine
+        from pnpsam.engines.ray import RayEngine
 
         return RayEngine(args.workers, args.gpus_per_worker, args.cpus_per_worker, args.ray_address)
-    from pnpsam.batch.local import LocalEngine
+    from pnpsam.engines.local import LocalEngine
 
     return LocalEngine()
 

@@ -13,18 +13,18 @@ import sys
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any, get_args
 
-from pnpsam.bench.datasets import EditItem, load_dataset
-from pnpsam.bench.methods import (
+from pnpsam.bench.datasets import load_dataset
+from pnpsam.cli.batch import add_engine_options, make_engine
+from pnpsam.config import PRESETS, ConfigError, EditConfig, load_yaml
+from pnpsam.manifest import EditItem
+from pnpsam.masks.config import DEFAULT_SAM_MODEL
+from pnpsam.methods import (
     METHODS,
     MethodSpec,
     parse_methods,
     split_method_list,
     sweep_methods,
 )
-from pnpsam.cli.batch import add_engine_options, make_engine
-from pnpsam.cli.options import OPTIONS, HelpFormatter, add_options, resolve_config
-from pnpsam.config import PRESETS, ConfigError, EditConfig, load_yaml
-from pnpsam.masks.config import DEFAULT_SAM_MODEL
 from pnpsam.metrics.config import (
     ClipScoreConfig,
     LpipsBackend,
@@ -32,9 +32,10 @@ from pnpsam.metrics.config import (
     StructureDistanceConfig,
 )
 from pnpsam.models.hub import check_available, unavailable
+from pnpsam.options import OPTIONS, HelpFormatter, add_options, resolve_config
 
 if TYPE_CHECKING:
-    from pnpsam.batch.local import Engine
+    from pnpsam.engines.local import Engine
 
 # The edit settings a benchmark usually varies: the same flags as ``pnpsam edit``.
 BENCH_FLAGS = (

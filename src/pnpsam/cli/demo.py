@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-from pnpsam.bench.methods import parse_methods
 from pnpsam.bench.toy import DEMO_METHODS, METHOD_NAMES, TOY_SETS
-from pnpsam.cli.options import HelpFormatter
 from pnpsam.config import TOY_MODEL_DIR, Device, ModelConfig, model_defaults
+from pnpsam.methods import parse_methods
+from pnpsam.options import HelpFormatter
 
 if TYPE_CHECKING:
     import numpy as np

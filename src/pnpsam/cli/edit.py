@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pnpsam.cli.options import OPTIONS, HelpFormatter, add_options, resolve_config
 from pnpsam.config import PRESETS, ConfigError, EditConfig, prompt_list, short_repr
+from pnpsam.options import OPTIONS, HelpFormatter, add_options, resolve_config
 
 if TYPE_CHECKING:
     from PIL import Image

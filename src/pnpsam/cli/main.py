@@ -20,7 +20,7 @@ from pnpsam.cli.batch import add_batch_parser
 from pnpsam.cli.bench import add_bench_parser
 from pnpsam.cli.demo import add_demo_parser
 from pnpsam.cli.edit import add_edit_parser
-from pnpsam.cli.options import join_negative_values, with_flags
+from pnpsam.options import join_negative_values, with_flags
 
 # The user's mistakes, as (module, class): printed as one line with exit status 2. Only modules
 # already imported are looked at (an error cannot come from a module never loaded), so the

@@ -3,7 +3,8 @@
 An engine takes a :class:`Work` (picklable before its ``setup``: configs only) and a list of
 tasks, and yields one result per task, in completion order. It writes nothing: the driver
 writes each result as it arrives, so writes stay atomic and a run stays resumable whatever
-the engine. ``pnpsam batch`` runs :class:`~pnpsam.batch.photo.PhotoWork` on it.
+the engine. ``pnpsam batch`` runs :class:`~pnpsam.batch.photo.PhotoWork` on it, ``pnpsam
+bench`` :class:`~pnpsam.bench.work.BenchWork`.
 """
 
 from __future__ import annotations

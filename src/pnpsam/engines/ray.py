@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from pnpsam.batch.local import ResultT, TaskT, Work
 from pnpsam.config import ConfigError
+from pnpsam.engines.local import ResultT, TaskT, Work
 
 INSTALL_HINT = "pip install pnpsam[ray]"
 
