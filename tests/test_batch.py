@@ -147,6 +147,30 @@ def test_rerun_skips_finished_photos_and_rewrites_no_byte(
     assert [r["name"] for r in failures] == ["broken", "broken"]
 
 
+def test_a_photo_replaced_under_the_same_name_is_redone_not_skipped(
+    local_run: Run, photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resume is keyed on the image's bytes, as ``pnpsam edit`` keys it, not on its path."""
+    folder, out = tmp_path / "photos", tmp_path / "out"
+    folder.mkdir()
+    photo = folder / "p0.png"
+    photo.write_bytes((photos / "p0.png").read_bytes())
+    assert main(batch_args(folder, out)) == 0
+    first = pngs(out)
+    photo.write_bytes((photos / "p1.png").read_bytes())  # another photo, the same name
+    capsys.readouterr()
+
+    assert main(batch_args(folder, out)) == 2  # not "finished earlier": refused, as edit does
+    assert "p0.json exists from other settings" in capsys.readouterr().err
+    assert pngs(out) == first  # nothing touched
+    assert main(batch_args(folder, out, "--overwrite")) == 0
+    assert "1 done, 0 skipped" in capsys.readouterr().out
+    # the outputs are those of the new photo's bytes (the shared run edited them as p1)
+    redone = {name.replace("p0_", "p1_"): data for name, data in pngs(out).items()}
+    assert redone == {k: v for k, v in pngs(local_run.out).items() if k.startswith("p1_")}
+    assert redone != {name.replace("p0_", "p1_"): data for name, data in first.items()}
+
+
 def test_killed_run_resumes_with_only_the_missing_photos(
     local_run: Run, photos: Path, tmp_path: Path
 ) -> None:

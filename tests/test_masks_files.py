@@ -72,17 +72,27 @@ def test_a_colour_photo_is_rejected(tmp_path: Path) -> None:
         load_mask_file(tmp_path / "coffee.jpg", 100, 150)
 
 
-def test_saved_mask_and_overlay_round_trip(tmp_path: Path) -> None:
-    from pnpsam.masks import MaskConfig, feather_mask, save_mask_outputs
+def test_an_edits_mask_and_overlay_are_encoded_with_edits_names_and_read_back(
+    tmp_path: Path,
+) -> None:
+    from pnpsam.masks import feather_mask
+    from pnpsam.outputs import OutputPaths, edit_files
 
-    image = np.full((30, 40, 3), 90, np.uint8)
+    image = Image.fromarray(np.full((30, 40, 3), 90, np.uint8))
     mask = feather_mask(_rect(30, 40).astype(np.float32), 3)
-    cfg = MaskConfig(points=[(20, 15)], box=(5, 5, 35, 25))
-    paths = save_mask_outputs(tmp_path / "out", image, mask, cfg)
-    assert np.abs(load_mask_file(paths["mask"], 30, 40) - mask).max() <= 0.5 / 255 + 1e-6
-    overlay = np.asarray(Image.open(paths["overlay"]))
+    paths = OutputPaths.of(tmp_path, "photo.jpg", ["a cat"])
+    edited = Image.fromarray(np.full((30, 40, 3), 200, np.uint8))
+    files = edit_files(paths, {0: edited}, image, mask)
+    assert list(files) == ["photo_00_a-cat.png", "photo_mask.png", "photo_mask_overlay.png"]
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    # the grey mask is what --mask reads back (to within 1/255), soft edges kept
+    assert np.abs(load_mask_file(paths.mask, 30, 40) - mask).max() <= 0.5 / 255 + 1e-6
+    overlay = np.asarray(Image.open(paths.overlay))
     assert overlay.shape == (30, 40, 3)
-    assert np.array_equal(overlay[15, 20], [0, 200, 0])  # the click is drawn
+    inside, outside = overlay[15, 20], overlay[1, 1]
+    assert np.array_equal(outside, [90, 90, 90]) and not np.array_equal(inside, outside)
+    assert np.array_equal(np.asarray(Image.open(paths.pngs[0])), np.asarray(edited))
+    assert list(edit_files(paths, {0: edited}, image, None)) == ["photo_00_a-cat.png"]
     with pytest.raises(ValueError, match="differs"):
-        save_mask_outputs(tmp_path / "bad", image, mask[:10], cfg)
-    assert not (tmp_path / "bad").exists()  # nothing written half-way
+        edit_files(paths, {0: edited}, image, mask[:10])

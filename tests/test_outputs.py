@@ -186,3 +186,17 @@ def test_disk_full_while_appending_leaves_readable_lines(
 
 def _raise(code: int) -> int:
     raise OSError(code, os.strerror(code))
+
+
+def test_one_fingerprint_keeps_the_keys_written_before() -> None:
+    """edit's set digests, bench's row keys and the inversion store's cache names were three
+    sha256-of-JSON functions; they are one now and every key on disk still matches."""
+    from pnpsam.config import fingerprint
+
+    edit = ["ab12", ["a cat", "a dog"], {"pnp": {"steps": 50, "x": (1, 2)}}]  # tuples as lists
+    assert fingerprint(edit) == "c30b11ded93afb8f42e128e1db4664bf6db94f36ad9358ab20a0efd42a44a5c2"
+    row = {"method": "pnp", "params": {}, "config": {"b": 1, "a": [1.5]}}
+    assert fingerprint(row, 16) == "f7095e573e854925"  # bench rows.jsonl, batch index
+    store = "1d1fe6a102586845f8b39fdc517650fad606d65e86ad7f9aaab78844f2f542b2"
+    assert fingerprint(row, compact=True) == store  # inversion cache file names
+    assert fingerprint({**row, "config": {"b": 1, "a": [1.25]}}, 16) != fingerprint(row, 16)

@@ -7,6 +7,7 @@ The resolved configuration is written next to every output so that any image can
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import types
@@ -542,3 +543,16 @@ def config_for_model(model: str) -> EditConfig:
     config = merge_settings(EditConfig(), model_defaults(model), f"{model!r}'s settings")
     config.model.model = model
     return config
+
+
+def fingerprint(value: Any, length: int = 64, compact: bool = False) -> str:
+    """Hex sha256 of JSON-able ``value`` (keys sorted, others as ``str``): the one fingerprint of
+    what decides a result (an image's bytes digest, prompts, config, ...).
+
+    Every resume and cache key is one: ``edit``'s output sets, ``batch``'s photos and
+    ``bench``'s rows (``length=16``), the inversion store's keys (``compact``: JSON without
+    spaces). ``length`` and ``compact`` only keep the digests written before valid.
+    """
+    separators = (",", ":") if compact else None
+    text = json.dumps(value, sort_keys=True, default=str, separators=separators)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

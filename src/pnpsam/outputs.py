@@ -33,11 +33,12 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from pnpsam.imageio import atomic_write
@@ -479,10 +480,30 @@ class OutputPaths:
         )
 
 
-def settings_digest(*parts: Any) -> str:
-    """sha256 of JSON-able ``parts``: what decides a set's content (image digest, config, ...)."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+def edit_files(
+    paths: OutputPaths,
+    edited: Mapping[int, Image.Image],
+    source: Image.Image,
+    subject: np.ndarray | None,
+) -> dict[str, bytes]:
+    """The files of one edit, PNG-encoded, by name: the one writer of ``edit``, ``batch`` and
+    the web app (they write these bytes where they keep their sets).
+
+    ``edited``: prompt index -> edited image (the prompts still to write); ``source``: the
+    model's input image; ``subject``: the subject mask used (``HxW`` float in [0, 1], 1 =
+    subject) or None. Names (:class:`OutputPaths`): each edit's PNG, then, with a subject, the
+    grey mask (255 = subject, as ``--mask`` reads it back) and the overlay (subject tinted).
+    """
+    files = {paths.pngs[k].name: png_bytes(image) for k, image in edited.items()}
+    if subject is not None:
+        # OpenCV and SciPy load only when a subject is written
+        from pnpsam.masks.ops import overlay_mask
+
+        grey = Image.fromarray((subject * 255).round().astype(np.uint8))
+        overlay = Image.fromarray(overlay_mask(np.asarray(source), subject))
+        files[paths.mask.name] = png_bytes(grey)
+        files[paths.overlay.name] = png_bytes(overlay)
+    return files
 
 
 class OutputSet:
@@ -490,8 +511,9 @@ class OutputSet:
 
     ``planned``: file names (relative to the folder) this run may write; ``required``: those the
     record must name for the set to count as finished (default: all planned); ``settings``: a
-    digest of everything that decides the files' content (:func:`settings_digest`); ``family``:
-    which names belong to sets of this record (removed with ``overwrite`` when not planned).
+    digest of everything that decides the files' content (:func:`pnpsam.config.fingerprint`);
+    ``family``: which names belong to sets of this record (removed with ``overwrite`` when not
+    planned).
 
     After construction ``todo`` lists the planned names still to write (verified files are
     kept) and ``complete`` says the record is already finished with these settings. ``draft``
@@ -633,9 +655,6 @@ class OutputSet:
         write_bytes(path, data)
         self.done[name] = digest
         return path
-
-    def write_png(self, name: str, image: Image.Image) -> Path:
-        return self.write(name, png_bytes(image))
 
     def save_draft(self, record: dict[str, Any]) -> None:
         """Keep the record body in the journal, so a resumed run that has nothing left to

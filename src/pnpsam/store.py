@@ -25,7 +25,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from pnpsam.config import ConfigError, InversionConfig, PreprocessConfig
+from pnpsam.config import ConfigError, InversionConfig, PreprocessConfig, fingerprint
 from pnpsam.imageio import atomic_write
 
 T = TypeVar("T")
@@ -110,8 +110,7 @@ class Keyed(Protocol):
 
 
 def _digest(description: Mapping[str, Any]) -> str:
-    text = json.dumps(description, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return fingerprint(description, compact=True)  # compact: as the caches on disk are named
 
 
 def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:

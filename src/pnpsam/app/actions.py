@@ -1,8 +1,10 @@
 """What the page's buttons do, on plain values: settings from the option table, masks, edits.
 
-Front-end tier: only :mod:`pnpsam.api`, :mod:`pnpsam.config`, :mod:`pnpsam.masks` and the CLI's
-option table and file names (so the page offers every ``pnpsam edit`` option and writes the
-same files). Errors are the library's ``ValueError`` subclasses; the UI shows their message.
+Front-end tier: only :mod:`pnpsam.api`, :mod:`pnpsam.config`, :mod:`pnpsam.masks` and the floor:
+the option table (:mod:`pnpsam.options`), the method registry (:mod:`pnpsam.methods`) and the
+edit's writer and names (:mod:`pnpsam.outputs`), so the page offers every ``pnpsam edit``
+option and writes the same files. Errors are the library's ``ValueError`` subclasses; the UI
+shows their message.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from PIL import Image
 from pnpsam.api import EditResult, PnPEditor
 from pnpsam.config import ConfigError, EditConfig
 from pnpsam.imageio import save_json, save_png
-from pnpsam.masks import EmptyMaskWarning, SamUnavailableWarning, SubjectMask, overlay_mask
+from pnpsam.masks import EmptyMaskWarning, SamUnavailableWarning, SubjectMask
 from pnpsam.methods import METHODS
 from pnpsam.options import OPTIONS, Option
-from pnpsam.outputs import OutputPaths
+from pnpsam.outputs import OutputPaths, edit_files, write_bytes
 
 from .session import Session
 
@@ -240,19 +242,17 @@ def run_edit(
         result = editor.edit(image, list(prompts), cfg)
     seconds = time.perf_counter() - started
     paths = OutputPaths.of(out, photo.name, prompts)
-    for png, edited in zip(paths.pngs, result.images, strict=True):
-        save_png(edited, png)
+    subject = None if result.subject is None else result.subject.mask
+    encoded = edit_files(paths, dict(enumerate(result.images)), result.source, subject)
+    for name, data in encoded.items():
+        write_bytes(out / name, data)
     gallery = [(str(p), prompt) for p, prompt in zip(paths.pngs, prompts, strict=True)]
     source = out / f"source_{photo.stem}.png"
     save_png(result.source, source)
     front = [(str(source), "source (model input)")]
-    files = [*paths.pngs]
+    files = [out / name for name in encoded]
     if result.subject is not None:
-        mask = result.subject.mask
-        save_png(Image.fromarray((mask * 255).round().astype(np.uint8)), paths.mask)
-        save_png(Image.fromarray(overlay_mask(np.asarray(result.source), mask)), paths.overlay)
         front.append((str(paths.overlay), f"mask used ({result.subject.method})"))
-        files += [paths.mask, paths.overlay]
     # The record names files inside the zip, so it reproduces the run where it is unpacked.
     photo_copy = out / f"{photo.stem}{photo.suffix or '.png'}"
     if session.photo is not None:

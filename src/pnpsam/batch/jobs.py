@@ -16,15 +16,14 @@ made safe by :func:`pnpsam.paths.safe_name` (an id like ``../x`` never leaves ``
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pnpsam.config import ConfigError, EditConfig
+from pnpsam.config import ConfigError, EditConfig, fingerprint
 from pnpsam.manifest import default_item_id, load_manifest
+from pnpsam.outputs import OutputPaths, sha256_file
 from pnpsam.paths import safe_name
 
 IMAGE_SUFFIXES = frozenset(
@@ -77,8 +76,18 @@ class PhotoJob:
             )
         return cfg
 
+    @property
+    def paths(self) -> OutputPaths:
+        """This photo's output names, as ``pnpsam edit`` names them for stem ``name``
+        (relative to the output folder)."""
+        # OutputPaths takes an image path and uses its stem; the name is already a safe stem
+        return OutputPaths.of(Path(), f"{self.name}.png", self.prompts)
+
     def settings(self, base: EditConfig) -> str:
-        """Digest of everything that decides this photo's outputs (image path, prompts, config).
+        """Digest of everything that decides this photo's outputs: the image's bytes (as
+        ``pnpsam edit`` keys them: a photo replaced under the same name is redone), the
+        prompts and the config. An unreadable image digests as None (it fails, and is retried
+        once it can be read).
 
         A finished photo counts as done on a re-run only under the same digest.
         """
@@ -86,12 +95,8 @@ class PhotoJob:
         model = Path(config["model"]["model"])
         if model.exists():  # a local folder or file: the same weights however it is spelled
             config["model"]["model"] = str(model.resolve())
-        text = json.dumps(
-            {"image": self.image, "prompts": self.prompts, "config": config},
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        image = sha256_file(self.image)
+        return fingerprint({"image_sha256": image, "prompts": self.prompts, "config": config}, 16)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -2,48 +2,23 @@
 
 Both engines call it (in-process, or in Ray actors) and hand its :class:`PhotoResult` — the
 encoded PNG bytes and the JSON record — to the driver, which alone writes files. The PNGs are
-encoded here, once, by one encoder, so every engine writes the same bytes.
+encoded here, once, by :func:`pnpsam.outputs.edit_files` (the writer of ``pnpsam edit`` too), so
+every engine writes the same bytes.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import numpy as np
-from PIL import Image
 
 from pnpsam.api import PnPEditor
 from pnpsam.batch.jobs import PhotoJob
 from pnpsam.config import EditConfig
 from pnpsam.imageio import load_image
-from pnpsam.masks import overlay_mask
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    """``image`` encoded as ``imageio.save_png`` encodes it (PIL's PNG defaults)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def output_names(name: str, prompts: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """File names of one photo's outputs, as ``pnpsam edit`` names them for stem ``name``.
-
-    Keys: ``"png:K"`` per prompt, ``"mask"``, ``"overlay"``, ``"record"``.
-    """
-    from pnpsam.outputs import OutputPaths  # the one definition of edit's names
-
-    # OutputPaths takes an image path and uses its stem; the name is already a safe stem
-    paths = OutputPaths.of(Path(), f"{name}.png", prompts)
-    names = {f"png:{k}": p.name for k, p in enumerate(paths.pngs)}
-    names.update(mask=paths.mask.name, overlay=paths.overlay.name, record=paths.record.name)
-    return names
+from pnpsam.outputs import edit_files
 
 
 @dataclass
@@ -112,15 +87,11 @@ def edit_photo(editor: PnPEditor, job: PhotoJob, config: EditConfig) -> PhotoRes
         cfg = job.config(config)
         picture = load_image(job.image, cfg.preprocess.max_input_pixels)
         result = editor.edit(picture, list(job.prompts), cfg)
-        names = output_names(job.name, job.prompts)
-        files = {names[f"png:{k}"]: png_bytes(image) for k, image in enumerate(result.images)}
-        subject = result.subject
-        if subject is not None:
-            mask = Image.fromarray((subject.mask * 255).round().astype(np.uint8))
-            overlay = overlay_mask(np.asarray(result.source), subject.mask)
-            files[names["mask"]] = png_bytes(mask)
-            files[names["overlay"]] = png_bytes(Image.fromarray(overlay))
-        record = result.record(job.image, [names[f"png:{k}"] for k in range(len(job.prompts))])
+        paths = job.paths
+        edited = dict(enumerate(result.images))
+        subject = None if result.subject is None else result.subject.mask
+        files = edit_files(paths, edited, result.source, subject)
+        record = result.record(job.image, [p.name for p in paths.pngs])
         record["batch"] = {"name": job.name, "settings": settings}
     except Exception as error:  # a failed photo is recorded and the run goes on
         reason = traceback.format_exception_only(type(error), error)[-1].strip()

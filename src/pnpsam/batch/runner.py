@@ -8,8 +8,8 @@ Output folder::
     index.jsonl                 append-only: one line per photo attempt, one per run summary
 
 Resumable: a photo's PNGs are written first (each atomically), its record last; a photo is
-finished when its record exists, was made with the same settings (image, prompts, config)
-and every file it lists exists. A re-run skips finished photos without touching their files
+finished when its record exists, was made with the same settings (the image's bytes, prompts,
+config) and every file it lists exists. A re-run skips finished photos without touching their files
 and skips photos whose latest index line says ``failed`` (under the same settings) unless
 ``retry_failed``. A killed run therefore loses at most the photos in flight: their stray PNGs
 are rewritten by the next run, and hidden temporaries it left are removed at start. A torn
@@ -29,7 +29,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from pnpsam.batch.jobs import PhotoJob
-from pnpsam.batch.photo import PhotoResult, PhotoWork, output_names
+from pnpsam.batch.photo import PhotoResult, PhotoWork
 from pnpsam.config import ConfigError, EditConfig
 from pnpsam.engines.local import Engine
 from pnpsam.imageio import save_json
@@ -108,20 +108,20 @@ class BatchRunner:
     def index_path(self) -> Path:
         return self.out / INDEX_FILE
 
-    def finished(self, job: PhotoJob) -> bool | str:
-        """True when ``job`` is finished here; a reason text when other settings made it."""
-        record_path = self.out / output_names(job.name, job.prompts)["record"]
+    def finished(self, job: PhotoJob, settings: str) -> bool | str:
+        """True when ``job`` is finished here under ``settings``; a reason text when other
+        settings made it."""
+        record_path = self.out / job.paths.record.name
         try:
             record = json.loads(record_path.read_text(encoding="utf-8"))
-            settings = record["batch"]["settings"]
+            made_with = record["batch"]["settings"]
             outputs = list(record["outputs"])
         except (OSError, ValueError, KeyError, TypeError):
             return False
-        if settings != job.settings(self.config):
+        if made_with != settings:
             return f"{record_path.name} exists from other settings"
-        names = output_names(job.name, job.prompts)
         if record.get("subject_mask"):
-            outputs += [names["mask"], names["overlay"]]
+            outputs += [job.paths.mask.name, job.paths.overlay.name]
         return all((self.out / name).is_file() for name in outputs)
 
     def plan(self, jobs: Sequence[PhotoJob]) -> tuple[list[PhotoJob], list[PhotoJob]]:
@@ -129,7 +129,8 @@ class BatchRunner:
         latest = {row["name"]: row for row in read_index(self.index_path)}
         pending, skipped = [], []
         for job in jobs:
-            done = self.finished(job)
+            settings = job.settings(self.config)  # the image's bytes: hashed once per run
+            done = self.finished(job, settings)
             if isinstance(done, str) and not self.overwrite:
                 raise FileExistsError(
                     f"{self.out}: {done}; pass --overwrite or choose another --out "
@@ -137,9 +138,7 @@ class BatchRunner:
                 )
             row = latest.get(job.name)
             failed_before = (
-                row is not None
-                and row["status"] == "failed"
-                and row["settings"] == job.settings(self.config)
+                row is not None and row["status"] == "failed" and row["settings"] == settings
             )
             if done is True or (failed_before and not self.retry_failed):
                 skipped.append(job)
@@ -165,7 +164,7 @@ class BatchRunner:
             try:
                 for name, data in result.files.items():
                     write_bytes(self.out / name, data)
-                record_name = output_names(job.name, job.prompts)["record"]
+                record_name = job.paths.record.name
                 save_json(result.record, self.out / record_name)
             except OSError as error:
                 disk = output_write_error(error)

@@ -29,7 +29,6 @@ rows) as it arrives, so a run resumes the same whatever the engine.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -51,7 +50,7 @@ from pnpsam.bench.report import (
     summarize,
     tradeoff_plot,
 )
-from pnpsam.config import EditConfig
+from pnpsam.config import EditConfig, fingerprint
 from pnpsam.engines.local import Engine, LocalEngine
 from pnpsam.imageio import atomic_write, labelled_grid, save_json, save_png
 from pnpsam.manifest import EditItem
@@ -102,12 +101,9 @@ def settings_hash(spec: MethodSpec, config: EditConfig, resolved_model: str | No
     settings = config.to_dict()
     if resolved_model is not None:
         settings["model"]["model"] = resolved_model
-    text = json.dumps(
-        {"method": spec.label, "params": spec.method_params(), "config": settings},
-        sort_keys=True,
-        default=str,
+    return fingerprint(
+        {"method": spec.label, "params": spec.method_params(), "config": settings}, 16
     )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class BenchmarkRunner:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pnpsam.config import PRESETS, ConfigError, EditConfig, prompt_list, short_repr
+from pnpsam.config import PRESETS, ConfigError, EditConfig, fingerprint, prompt_list, short_repr
 from pnpsam.options import OPTIONS, HelpFormatter, add_options, resolve_config
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def run_edit(args: argparse.Namespace) -> int:
     # imported here, not at the top: they load torch, and `pnpsam --help` should not wait
     from pnpsam.imageio import load_image
     from pnpsam.masks.select import check_mask_models
-    from pnpsam.outputs import OutputFolder, OutputPaths, file_sha256, settings_digest
+    from pnpsam.outputs import OutputFolder, OutputPaths, file_sha256
 
     cfg, image, prompts = resolve_run(args)
     out = Path(args.out)
@@ -90,7 +90,7 @@ def run_edit(args: argparse.Namespace) -> int:
             "--subject or --mask"
         )
     check_mask_models(cfg.mask)  # offline: a text model or SAM with no fallback fails now
-    settings = settings_digest(file_sha256(image), prompts, cfg.to_dict())
+    settings = fingerprint([file_sha256(image), prompts, cfg.to_dict()])
     side = cfg.preprocess.size or 512
     need = (len(prompts) + 2) * 4 * side * side * 3  # uncompressed, aspect up to 4:1
     with OutputFolder(out, "pnpsam edit", need) as folder:
@@ -134,11 +134,8 @@ def _compute(
     The record body goes into the journal first, so a run killed after this point resumes
     without editing again what it already wrote.
     """
-    import numpy as np
-    from PIL import Image
-
     from pnpsam.api import PnPEditor
-    from pnpsam.masks import overlay_mask
+    from pnpsam.outputs import edit_files
 
     started = time.perf_counter()
     editor = PnPEditor.from_pretrained(cfg.model, cache_dir=args.cache)
@@ -161,12 +158,9 @@ def _compute(
         subject = editor.subject_mask(picture, resolved)
         source = editor.prepare(picture, resolved.preprocess)
         result = None
-    if subject is not None and paths.mask.name in outputs.todo:
-        grey = Image.fromarray((subject.mask * 255).round().astype(np.uint8))
-        outputs.write_png(paths.mask.name, grey)
-    if subject is not None and paths.overlay.name in outputs.todo:
-        overlay = overlay_mask(np.asarray(source), subject.mask)
-        outputs.write_png(paths.overlay.name, Image.fromarray(overlay))
-    if result is not None:
-        for index, edited in zip(todo, result.images[: len(todo)], strict=True):
-            outputs.write_png(paths.pngs[index].name, edited)
+    edited = {} if result is None else dict(zip(todo, result.images[: len(todo)], strict=True))
+    files = edit_files(paths, edited, source, None if subject is None else subject.mask)
+    # the mask files first, then the edits (the order the record's ``files`` lists them in)
+    for name in [paths.mask.name, paths.overlay.name, *(p.name for p in paths.pngs)]:
+        if name in files and name in outputs.todo:
+            outputs.write(name, files[name])

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from pnpsam.masks.files import (
         MaskFileError,
         load_mask_file,
-        save_mask_outputs,
         save_mask_png,
     )
     from pnpsam.masks.grabcut import (
@@ -76,7 +75,6 @@ __getattr__ = lazy_exports(
         "pnpsam.masks.files": (
             "MaskFileError",
             "load_mask_file",
-            "save_mask_outputs",
             "save_mask_png",
         ),
         "pnpsam.masks.grabcut": ("grabcut_from_prompts",),
@@ -164,7 +162,6 @@ __all__ = [
     "prompts_from_mask",
     "resize_mask",
     "restore_brightness",
-    "save_mask_outputs",
     "save_mask_png",
     "subject_fraction",
     "validate_prompts",

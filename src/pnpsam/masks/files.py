@@ -1,5 +1,5 @@
-"""Mask files (front-end tier: file I/O lives here, not in ``ops``): reading a mask the user
-already has, and writing the mask used plus an overlay beside the outputs."""
+"""Mask files (file I/O lives here, not in ``ops``): reading a mask the user already has, and
+writing one. An edit's mask and overlay are written by :func:`pnpsam.outputs.edit_files`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pnpsam.imageio import from_float_array
-from pnpsam.masks.config import MaskConfig
-from pnpsam.masks.ops import as_mask, mask_from_image_array, overlay_mask, resize_mask
+from pnpsam.masks.ops import as_mask, mask_from_image_array, resize_mask
 
 
 class MaskFileError(ValueError):
@@ -56,23 +55,3 @@ def save_mask_png(path: str | Path, mask: np.ndarray) -> Path:
     file = Path(path)
     from_float_array(as_mask(mask)).save(file)
     return file
-
-
-def save_mask_outputs(
-    folder: str | Path, image: np.ndarray, mask: np.ndarray, cfg: MaskConfig | None = None
-) -> dict[str, Path]:
-    """Write ``mask.png`` and ``mask_overlay.png`` (subject tinted, clicks and box drawn from
-    ``cfg``) for an ``HxWx3 uint8`` RGB ``image`` into ``folder``; return their paths by name.
-
-    Both images are computed before anything is written, so bad input leaves no half-written
-    pair behind.
-    """
-    prompts = cfg or MaskConfig()
-    overlay = overlay_mask(
-        image, mask, points=prompts.points, neg_points=prompts.neg_points, box=prompts.box
-    )
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"mask": save_mask_png(out / "mask.png", mask), "overlay": out / "mask_overlay.png"}
-    Image.fromarray(overlay).save(paths["overlay"])
-    return paths
