@@ -119,6 +119,10 @@ def test_local_run_writes_every_output_and_record_and_records_the_broken_photo(
         assert record["unet_evaluations"] == 3 + 2 + 2 * 2 * 3
         for file in record["outputs"]:
             assert Image.open(out / file).size == (32, 32)
+        # the record names every file and its hash, as `pnpsam edit`'s sets do
+        files = {f: hashlib.sha256((out / f).read_bytes()).hexdigest() for f in record["outputs"]}
+        assert record["files"] == files and record["settings_sha256"] == record["batch"]["settings"]
+    assert not list(out.glob("*.partial"))  # every set's journal is gone once its record is in
     rows = read_index(out / "index.jsonl")
     assert sorted(r["name"] for r in rows if r["status"] == "done") == PHOTOS
     [broken] = [r for r in rows if r["status"] == "failed"]

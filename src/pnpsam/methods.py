@@ -1,4 +1,4 @@
-"""Named editing methods the benchmark compares, and the ``NAME:key=value:...`` spec syntax.
+"""Named editing methods (the benchmark compares them, the web app offers them) and their specs.
 
 Built-in methods — each is a set of :class:`~pnpsam.config.EditConfig` values run through
 :class:`~pnpsam.api.PnPEditor` (or, for ``sdedit``, diffusers' img2img on the same weights):

@@ -1,4 +1,4 @@
-"""The edit settings as command-line options, and config files: shared by every subcommand.
+"""The edit settings as options and config files, shared by every subcommand and the web app.
 
 Values come, in increasing priority, from the defaults, a preset, a config file (YAML, or the
 JSON record written beside every output) and the flags.

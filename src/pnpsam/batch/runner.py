@@ -5,14 +5,17 @@ Output folder::
     STEM_NN_PROMPT.png ...      one per prompt, named as ``pnpsam edit`` names them
     STEM_mask.png, STEM_mask_overlay.png   with a subject
     STEM.json                   the record (``pnpsam edit --config STEM.json`` reproduces it)
+    STEM.json.partial           while a photo's files are written (as ``pnpsam edit``'s journal)
     index.jsonl                 append-only: one line per photo attempt, one per run summary
 
-Resumable: a photo's PNGs are written first (each atomically), its record last; a photo is
-finished when its record exists, was made with the same settings (the image's bytes, prompts,
-config) and every file it lists exists. A re-run skips finished photos without touching their files
-and skips photos whose latest index line says ``failed`` (under the same settings) unless
-``retry_failed``. A killed run therefore loses at most the photos in flight: their stray PNGs
-are rewritten by the next run, and hidden temporaries it left are removed at start. A torn
+Resumable: a photo's files are an :class:`~pnpsam.outputs.OutputSet`, as ``pnpsam edit`` writes
+them: the journal claims them, each PNG is written atomically, the record last (naming every
+file and its sha256). A photo is finished when its record exists, was made with the same
+settings (the image's bytes, prompts, config) and every file it lists exists. A re-run skips
+finished photos without touching their files and skips photos whose latest index line says
+``failed`` (under the same settings) unless ``retry_failed``. A killed run therefore loses at
+most the photos in flight: their journals name their stray PNGs, which the next run rewrites,
+and hidden temporaries it left are removed at start. A torn
 last line of the index (killed mid-append) is ignored and never glued to the next line.
 """
 
@@ -32,13 +35,12 @@ from pnpsam.batch.jobs import PhotoJob
 from pnpsam.batch.photo import PhotoResult, PhotoWork
 from pnpsam.config import ConfigError, EditConfig
 from pnpsam.engines.local import Engine
-from pnpsam.imageio import save_json
 from pnpsam.outputs import (
+    OutputSet,
     append_lines,
     output_write_error,
     read_json_lines,
     remove_stale_temporaries,
-    write_bytes,
 )
 
 INDEX_FILE = "index.jsonl"
@@ -161,11 +163,17 @@ class BatchRunner:
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         if result.ok and result.record is not None:
+            record_name = job.paths.record.name
             try:
+                # one journal format with `pnpsam edit`: STEM.json.partial claims the files and
+                # notes each one's hash, the record comes last naming them (plan() already
+                # refused other settings' finished photos unless --overwrite)
+                outputs = OutputSet(
+                    self.out, record_name, list(result.files), result.settings, overwrite=True
+                )
                 for name, data in result.files.items():
-                    write_bytes(self.out / name, data)
-                record_name = job.paths.record.name
-                save_json(result.record, self.out / record_name)
+                    outputs.write(name, data)
+                outputs.finish(result.record)
             except OSError as error:
                 disk = output_write_error(error)
                 if disk is not None:  # full or read-only: stop, a re-run finishes the photos

@@ -1,4 +1,4 @@
-"""Benchmark and user datasets as one list of :class:`EditItem` (front-end tier: reads files).
+"""Benchmark datasets and manifests as one list of :class:`~pnpsam.manifest.EditItem` (reads files).
 
 Three formats:
 
