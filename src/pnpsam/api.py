@@ -414,7 +414,7 @@ class PnPEditor:
                 f"background={weaken.background!r} needs a subject: give points, a box, "
                 "a subject text, a mask file or a mask array"
             )
-        # 2. weaken the background in pixels (scheme 3)
+        # 2. weaken the background in pixels (``weaken``: the report's scheme 3)
         inverted_image = prepared
         if subject is not None and subject.usable and weaken.background != "keep":
             weakened = weaken_background(

@@ -261,6 +261,12 @@ class PnPConfig:
     Thresholds are fractions of the sampling steps: residual features are injected during the
     first ``int(steps * pnp_f_t)`` steps and self-attention Q/K during the first
     ``int(steps * pnp_attn_t)`` steps (the diffusers port's rounding: 40 and 25 of 50).
+    ``pnp_f_t`` and ``pnp_attn_t`` are the paper's tau_f and tau_A under the port's names (kept:
+    they are config keys of every record). ``source`` picks the source stream, the batch row
+    whose features are injected. "Scheme 1/2/3" are the three alternatives of the project
+    report pnp-sam started from: start from noise (``start="noise"``), blend the features
+    (``injection="blend"``), and weaken the background in pixels before inversion
+    (``EditConfig.weaken``).
     """
 
     steps: int = 50  # DDIM sampling steps (eta 0)

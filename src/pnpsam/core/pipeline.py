@@ -204,7 +204,8 @@ class PnPPipeline:
         plan: SamplingPlan | PnPConfig,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x_T of the guided rows: the inverted latent (PnP) or seeded noise (scheme 1).
+        """x_T of the guided rows: the inverted latent (PnP) or seeded noise (``start="noise"``,
+        the project report's scheme 1: the layout then comes from injection alone).
 
         With a subject ``mask`` (1, 1, H, W) and ``background_noise`` > 0, the background
         of an inverted start is partly re-noised (``renoise_background``), so the old

@@ -99,8 +99,9 @@ def pnp_sample(
     """Sample ``k`` edits of one image; returns the final latents (k, C, h, w).
 
     ``start_latent`` (1 or k, C, h, w) is x_T of the guided rows (the inverted latent or seeded
-    noise). The source row is the inverted x_t at every step (``source == "inversion"``) or
-    its own DDIM reconstruction from x_T (``"reconstruction"``). The injector must be installed;
+    noise). The source row (the stream whose features are injected) is the inverted x_t at
+    every step (``cfg.source == "inversion"``) or its own DDIM reconstruction from x_T
+    (``"reconstruction"``). The injector must be installed;
     with ``injector.replay`` the source row is left out and its recorded features injected.
     ``callback`` (see ``StepCallback``) runs after every step: it may replace the latents the
     next step starts from, or raise ``EditStopped`` to end the run there.
@@ -114,7 +115,7 @@ def pnp_sample(
     inverted.check_grid(timesteps)
     k = text.num_prompts
     latents = start_latent.expand(k, -1, -1, -1) * scheduler.init_noise_sigma
-    source = inverted.at(timesteps[0])
+    source_latent = inverted.at(timesteps[0])  # the source row: its features are injected
     latent_hw = (latents.shape[-2], latents.shape[-1])
     injected: list[InjectionEvent] = []  # this step's injections, for a callback that asks
     observe = "injected" in tensor_inputs(callback)
@@ -125,8 +126,8 @@ def pnp_sample(
             t = state.timestep
             layout = state.layout
             if layout.has_source and cfg.source == "inversion":
-                source = inverted.at(t)
-            rows = [source] if layout.has_source else []
+                source_latent = inverted.at(t)
+            rows = [source_latent] if layout.has_source else []
             model_input = torch.cat([*rows, latents, latents], dim=0)
             model_input = scheduler.scale_model_input(model_input, t)
             with injector.step(state, latent_hw):
@@ -135,7 +136,7 @@ def pnp_sample(
             guided = noise_uncond + cfg.guidance * (noise_cond - noise_uncond)
             latents = scheduler.step(guided, t, latents).prev_sample
             if layout.has_source and cfg.source == "reconstruction":
-                source = scheduler.step(noise[layout.source], t, source).prev_sample
+                source_latent = scheduler.step(noise[layout.source], t, source_latent).prev_sample
             if callback is None:
                 continue
             following = state.index + 1
