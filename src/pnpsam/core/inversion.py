@@ -7,6 +7,7 @@ hand-written inversion of pnp-diffusers, which runs it with 999 steps.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,7 +61,7 @@ class InvertedLatents:
 def inversion_timesteps(scheduler: DDIMInverseScheduler, steps: int) -> list[int]:
     """The ascending timesteps an inversion with ``steps`` steps visits (``scheduler`` is left
     as it is: the grid comes from a copy)."""
-    grid = type(scheduler).from_config(scheduler.config)
+    grid = copy.copy(scheduler)  # set_timesteps rebinds its attributes: a shallow copy will do
     grid.set_timesteps(steps)
     return [int(t) for t in grid.timesteps]
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -141,7 +142,7 @@ class PnPPipeline:
     def sampling_timesteps(self, steps: int) -> list[int]:
         """The timesteps ``steps`` sampling steps visit, descending. Read from a copy of the
         scheduler: the sampler's own scheduler is left as it is."""
-        grid = type(self.scheduler).from_config(self.scheduler.config)
+        grid = copy.copy(self.scheduler)  # set_timesteps rebinds its attributes: shallow is enough
         grid.set_timesteps(steps)
         return [int(t) for t in grid.timesteps]
 
