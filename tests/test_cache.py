@@ -18,8 +18,9 @@ from safetensors import safe_open
 from pnpsam.api import PnPEditor
 from pnpsam.cli import main
 from pnpsam.config import EditConfig, InversionConfig, PreprocessConfig, apply_preset
+from pnpsam.core.callbacks import InjectionRecorder
 from pnpsam.core.features import SourceFeatures, source_feature_bytes
-from pnpsam.core.injection import InjectionEvent, find_injection_sites
+from pnpsam.core.injection import find_injection_sites
 from pnpsam.store import CacheWarning, InversionCache, InversionKey, InversionStore
 
 
@@ -214,8 +215,9 @@ def test_replayed_features_are_the_source_rows_bit_for_bit(
     cfg = _tiny_config(reuse_editor)
     inversion = reuse_editor.invert(photo, cfg)
     pipe = reuse_editor.pipeline
-    plain: list[InjectionEvent] = []
-    pipe.edit(inversion.latents, ["a red robot"], cfg.pnp, observers=[plain.append])
+    recorder = InjectionRecorder()
+    pipe.edit(inversion.latents, ["a red robot"], cfg.pnp, callback=recorder)
+    plain = recorder.events
     kept = SourceFeatures()
     pipe.edit(inversion.latents, ["a blue dog"], cfg.pnp, features=kept)
     assert len(kept.tensors) == len(plain) == 8 + 5 * 8 * 2  # residual 8 steps, Q/K 5 x 8 blocks
@@ -226,11 +228,10 @@ def test_replayed_features_are_the_source_rows_bit_for_bit(
         assert torch.equal(
             kept.get(event.step.timestep, event.kind, event.block), event.features[:1]
         )
-    replayed: list[InjectionEvent] = []
+    replaying = InjectionRecorder()
     with pipe.count_unet_rows() as rows:
-        pipe.edit(
-            inversion.latents, ["a", "b"], cfg.pnp, observers=[replayed.append], features=kept
-        )
+        pipe.edit(inversion.latents, ["a", "b"], cfg.pnp, callback=replaying, features=kept)
+    replayed = replaying.events
     assert rows.rows == 2 * 2 * 10 and len(replayed) == len(plain)
     for event in replayed:  # guided rows only, each given the recorded source features
         source = kept.get(event.step.timestep, event.kind, event.block)

@@ -198,7 +198,7 @@ def test_errors_name_config_fields_and_the_cli_names_flags(
     """Out of memory on the last resort: the library names fields, the command line flags."""
     import torch
 
-    from pnpsam.api import PnPEditor
+    from pnpsam.api import OutOfMemoryError, PnPEditor
     from pnpsam.core import pipeline
 
     def out_of_memory(*args, **kwargs):
@@ -206,7 +206,7 @@ def test_errors_name_config_fields_and_the_cli_names_flags(
 
     monkeypatch.setattr(pipeline, "pnp_sample", out_of_memory)
     small_config.inversion.steps = small_config.pnp.steps = 2
-    with pytest.raises(pipeline.OutOfMemoryError) as raised:
+    with pytest.raises(OutOfMemoryError) as raised:
         editor.edit(Image.open(cat_file), ["x"], small_config)
     assert "--" not in str(raised.value) and "model.dtype" in str(raised.value)
 

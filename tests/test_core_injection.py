@@ -8,6 +8,7 @@ from diffusers import StableDiffusionPipeline
 
 from pnpsam.api import PnPEditor
 from pnpsam.config import EditConfig, PnPConfig
+from pnpsam.core.callbacks import InjectionRecorder
 from pnpsam.core.injection import (
     BatchLayout,
     FeatureInjector,
@@ -69,12 +70,10 @@ def test_batch_layout_names_rows() -> None:
 
 def _record_edit(editor: PnPEditor, cfg: EditConfig, photo) -> list[InjectionEvent]:
     """Run one 2-prompt edit and record every injection event (the tensors the UNet uses)."""
-    events: list[InjectionEvent] = []
+    recorder = InjectionRecorder()
     inversion = editor.invert(photo, cfg)
-    editor.pipeline.edit(
-        inversion.latents, ["a red robot", "a blue dog"], cfg.pnp, observers=[events.append]
-    )
-    return events
+    editor.pipeline.edit(inversion.latents, ["a red robot", "a blue dog"], cfg.pnp, None, recorder)
+    return recorder.events
 
 
 def test_guided_rows_carry_source_features_only_during_thresholds(

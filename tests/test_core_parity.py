@@ -58,6 +58,7 @@ def test_preset_grids_are_the_ports() -> None:
 def test_inverse_scheduler_step_is_the_ports_update(steps: int) -> None:
     inverse = inverse_scheduler_for(DDIMScheduler(**SD_SCHEDULER))
     grid = inversion_timesteps(inverse, steps)
+    inverse.set_timesteps(steps)  # inversion_timesteps reads a copy: the stepper sets its own
     alphas = inverse.alphas_cumprod
     generator = torch.Generator().manual_seed(0)
     latent = torch.randn(1, 4, 8, 8, generator=generator, dtype=torch.float64)

@@ -13,6 +13,7 @@ from PIL import Image
 from pnpsam.api import PnPEditor
 from pnpsam.cli import main
 from pnpsam.config import ConfigError, EditConfig
+from pnpsam.core.callbacks import InjectionRecorder
 from pnpsam.core.injection import InjectionEvent, InjectionSettings, token_grid
 
 
@@ -38,13 +39,11 @@ def test_mask_is_resized_to_every_grid_non_square() -> None:
 
 
 def _events(editor: PnPEditor, cfg: EditConfig, image, mask) -> list[InjectionEvent]:
-    events: list[InjectionEvent] = []
+    recorder = InjectionRecorder()
     inversion = editor.invert(image, cfg, mask=mask)
     subject = torch.from_numpy(inversion.subject.mask)[None, None]
-    editor.pipeline.edit(
-        inversion.latents, ["a red robot"], cfg.pnp, subject, observers=[events.append]
-    )
-    return events
+    editor.pipeline.edit(inversion.latents, ["a red robot"], cfg.pnp, subject, recorder)
+    return recorder.events
 
 
 def test_subject_positions_carry_source_features_background_does_not(

@@ -10,6 +10,7 @@ from PIL import Image
 
 from pnpsam.api import PnPEditor
 from pnpsam.config import EditConfig
+from pnpsam.core.callbacks import InjectionRecorder
 from pnpsam.core.injection import InjectionEvent, token_grid
 
 _LATENT = (16, 32)  # a 32x64 image's latent
@@ -26,12 +27,10 @@ def _left_half() -> torch.Tensor:
 
 
 def _edit(editor: PnPEditor, cfg: EditConfig, mask: torch.Tensor | None = None):
-    events: list[InjectionEvent] = []
+    recorder = InjectionRecorder()
     inversion = editor.invert(_image(), cfg)
-    latents = editor.pipeline.edit(
-        inversion.latents, ["a red robot"], cfg.pnp, mask, observers=[events.append]
-    )
-    return latents, events
+    latents = editor.pipeline.edit(inversion.latents, ["a red robot"], cfg.pnp, mask, recorder)
+    return latents, recorder.events
 
 
 def _background_is_source(event: InjectionEvent) -> bool:
@@ -164,11 +163,22 @@ def test_subject_default_resolves_auto_fields_and_records_them(editor, small_con
     """weaken "auto" with a subject is the subject-aware default: mask_cells "auto" becomes
     cover and background_weight 0.2 in the edit's config (so its record states them); with the
     background kept explicitly, or values set by hand, they stay as given / the plain ones."""
-    from pnpsam.config import SUBJECT_BACKGROUND_WEIGHT, SUBJECT_MASK_CELLS, PnPConfig
+    from pnpsam.config import (
+        SUBJECT_BACKGROUND_WEIGHT,
+        SUBJECT_MASK_CELLS,
+        PnPConfig,
+        SubjectPolicy,
+        WeakenConfig,
+    )
 
-    assert PnPConfig().with_subject_mode(False).mask_cells == "area"
-    assert PnPConfig().with_subject_mode(False).background_weight == 0.0
-    chosen = PnPConfig(mask_cells="area", background_weight=0.5).with_subject_mode(True)
+    plain = SubjectPolicy.decide("auto", has_subject=False)
+    assert plain.pnp(PnPConfig()).mask_cells == "area"
+    assert plain.pnp(PnPConfig()).background_weight == 0.0
+    assert plain.weaken(WeakenConfig()).background == "keep"
+    assert not SubjectPolicy.decide("keep", has_subject=True).subject_aware
+    aware = SubjectPolicy.decide("auto", has_subject=True)
+    assert aware.weaken(WeakenConfig()).background == "remove"
+    chosen = aware.pnp(PnPConfig(mask_cells="area", background_weight=0.5))
     assert (chosen.mask_cells, chosen.background_weight) == ("area", 0.5)
     mask = _left_half()[0, 0].numpy()
     default = editor.edit(_image(), ["a red robot"], small_config, mask=mask)

@@ -21,7 +21,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -40,16 +40,18 @@ from pnpsam.config import (
     ModelConfig,
     PnPConfig,
     PreprocessConfig,
+    SubjectPolicy,
     config_for_model,
     model_defaults,
     prompt_list,
     short_repr,
 )
+from pnpsam.core.callbacks import EditStopped, RowCounter, StepCallback, StepCallbacks
 from pnpsam.core.features import SourceFeatures
-from pnpsam.core.injection import InjectionSiteError, find_injection_sites
+from pnpsam.core.injection import InjectionSiteError
 from pnpsam.core.inversion import InvertedLatents, TimestepGridError
-from pnpsam.core.pipeline import OutOfMemoryError, PnPPipeline
-from pnpsam.core.sampling import SamplingCallback
+from pnpsam.core.pipeline import PnPPipeline
+from pnpsam.core.sampling import SamplingPlan
 from pnpsam.imageio import (
     ImageInput,
     as_rgb_image,
@@ -62,16 +64,20 @@ from pnpsam.imageio import (
 from pnpsam.masks import MaskMaker, SubjectMask, WeakenConfig, finish_mask
 from pnpsam.masks.weaken import restore_brightness, weaken_background
 from pnpsam.models.loading import load_stable_diffusion
+from pnpsam.models.memory import HalveOnOutOfMemory, OutOfMemoryError
 from pnpsam.store import FeaturesKey, InversionCache, InversionKey, InversionStore
 
 # The errors a caller may catch are re-exported here, so front ends never import the core.
 __all__ = [
+    "EditPlan",
     "EditResult",
+    "EditStopped",
     "ImageInput",
     "InjectionSiteError",
     "Inversion",
     "OutOfMemoryError",
     "PnPEditor",
+    "StepCallback",
     "TimestepGridError",
     "package_versions",
     "unet_evaluations",
@@ -103,9 +109,27 @@ class Inversion:
     key: InversionKey | None = None  # what it depends on (``PnPEditor.inversion_key``)
     # where ``subject`` came from: the mask config's sources, or "array" for a given mask
     mask_sources: dict[str, Any] = field(default_factory=dict)
-    # the subject-aware default applies: weaken.background was "auto" and a subject was found
-    # (edits then resolve the "auto" PnP subject fields, ``PnPConfig.with_subject_mode``)
-    subject_default: bool = False
+    # the subject-aware policy, decided when the subject was found: ``weaken`` is already
+    # resolved by it, and every edit of this inversion resolves its PnP subject fields by it
+    policy: SubjectPolicy = field(default_factory=SubjectPolicy)
+
+    @property
+    def usable_subject(self) -> SubjectMask | None:
+        """``subject`` when it is usable (not empty), else None: what edits restrict to."""
+        return self.subject if self.subject is not None and self.subject.usable else None
+
+
+@dataclass(frozen=True)
+class EditPlan:
+    """What one ``PnPEditor.edit`` runs, decided once before its first UNet call.
+
+    ``config``: the resolved config that runs and that the record states (the inversion's
+    preprocessing, inversion and weakening, the subject policy applied to ``pnp``);
+    ``sampling``: its ``SamplingPlan`` (``config.pnp``, the timesteps, the injection sites).
+    """
+
+    config: EditConfig
+    sampling: SamplingPlan
 
 
 @dataclass
@@ -212,6 +236,8 @@ class PnPEditor:
             max_items=8, max_bytes=feature_bytes
         )
         self._img2img: Any = None  # diffusers img2img on the same modules, made by ``sdedit``
+        # device policy: how prompt chunks run (out of memory: halve the chunk and retry)
+        self.memory = HalveOnOutOfMemory()
 
     @classmethod
     def from_pretrained(
@@ -292,8 +318,11 @@ class PnPEditor:
         prompt...) and the model's native image size. Start custom configs from this one."""
         return self.resolve(config_for_model(self.model.model))
 
-    def resolve(self, config: EditConfig) -> EditConfig:
-        """A validated copy of ``config`` with this editor's model and the image size filled in.
+    def resolve(
+        self, config: EditConfig, pnp_overrides: Mapping[str, Any] | None = None
+    ) -> EditConfig:
+        """A validated copy of ``config`` with this editor's model and the image size filled in,
+        and ``pnp_overrides`` (``PnPConfig`` fields) set.
 
         Injection blocks this UNet lacks are refused here, before any work, naming the blocks
         the model recommends when it has any.
@@ -302,11 +331,12 @@ class PnPEditor:
         cfg.model = dataclasses.replace(self.model)
         if cfg.preprocess.size is None:
             cfg.preprocess.size = self.pipeline.native_size
+        if pnp_overrides:
+            _check_keywords("edit", dict(pnp_overrides), PnPConfig)  # named as edit's keywords
+            cfg.pnp = dataclasses.replace(cfg.pnp, **pnp_overrides)
         cfg.validate()
         try:
-            find_injection_sites(
-                self.pipeline.unet, cfg.pnp.residual_blocks, cfg.pnp.attention_blocks
-            )
+            self.pipeline.injection_sites(cfg.pnp.residual_blocks, cfg.pnp.attention_blocks)
         except InjectionSiteError as error:
             recommended = model_defaults(self.model.model).get("pnp", {})
             blocks = {k: v for k, v in recommended.items() if k.endswith("_blocks")}
@@ -367,49 +397,55 @@ class PnPEditor:
         With a subject (``mask`` or ``config.mask``) and ``config.weaken.background`` set, the
         background is weakened in pixels before inversion (the report's scheme 3).
         """
-        cfg = self.resolve(config or self.default_config()).resolve_derived()
+        cfg = self.resolve(config if config is not None else config_for_model(self.model.model))
+        return self._invert(image, cfg.resolve_derived(), mask)
+
+    def _invert(self, image: ImageInput, cfg: EditConfig, mask: np.ndarray | None) -> Inversion:
+        """``invert`` under a resolved config (``resolve``, then ``resolve_derived``)."""
+        # 1. prepare the picture and find the subject; the subject policy is decided here
         original = as_rgb_image(image, cfg.preprocess.max_input_pixels)
         prepared = self.prepare(original, cfg.preprocess)
         subject = self.subject_mask(original, cfg, mask)
-        has_subject = subject is not None and subject.usable
-        subject_default = has_subject and cfg.weaken.background == "auto"
-        cfg.weaken = cfg.weaken.resolved(has_subject)
-        if subject is None and cfg.weaken.background != "keep":
+        usable = subject is not None and subject.usable
+        policy = SubjectPolicy.decide(cfg.weaken.background, usable)
+        weaken = policy.weaken(cfg.weaken)
+        if subject is None and weaken.background != "keep":
             raise ConfigError(
-                f"background={cfg.weaken.background!r} needs a subject: give points, a box, "
+                f"background={weaken.background!r} needs a subject: give points, a box, "
                 "a subject text, a mask file or a mask array"
             )
+        # 2. weaken the background in pixels (``weaken``: the report's scheme 3)
         inverted_image = prepared
-        if subject is not None and subject.usable and cfg.weaken.background != "keep":
+        if subject is not None and subject.usable and weaken.background != "keep":
             weakened = weaken_background(
-                to_float_array(prepared), subject.mask, cfg.weaken.background, cfg.weaken.dim_factor
+                to_float_array(prepared), subject.mask, weaken.background, weaken.dim_factor
             )
             inverted_image = from_float_array(weakened)
+        # 3. reuse a kept inversion of the same pixels, with this call's subject
         sha = image_digest(inverted_image)
         key = self.inversion_key(sha, cfg)
         stored = self.store.get(key)
         if stored is not None:
-            # same pixels inverted: reuse the latents, with this call's subject and restore mode
             return dataclasses.replace(
                 stored,
                 image=prepared,
                 subject=subject,
-                weaken=dataclasses.replace(cfg.weaken),
+                weaken=weaken,
                 reused=True,
                 cached=False,
                 mask_sources=_mask_sources(cfg, mask),
-                subject_default=subject_default,
+                policy=policy,
             )
+        # 4. read the latents from the disk cache, or invert
         start = time.perf_counter()
         latents = self._from_disk(key, inverted_image, cfg)
-        rows = 0
+        counted = RowCounter()
         if latents is None:
             tensor = torch.from_numpy(pil_to_tensor_range(inverted_image))
-            with self.pipeline.count_unet_rows() as counted:
-                latents = self.pipeline.invert(tensor, cfg.inversion, cfg.pnp.steps)
-            rows = counted.rows
+            latents = self.pipeline.invert(tensor, cfg.inversion, cfg.pnp.steps, counted)
             if self.cache is not None:
                 self.cache.put(key, latents.clean, latents.by_timestep, latents.inversion_steps)
+        # 5. keep it, and return it
         inversion = Inversion(
             image=prepared,
             inverted_image=inverted_image,
@@ -417,16 +453,16 @@ class PnPEditor:
             latents=latents,
             preprocess=dataclasses.replace(cfg.preprocess),
             inversion=dataclasses.replace(cfg.inversion),
-            weaken=dataclasses.replace(cfg.weaken),
+            weaken=weaken,
             sampling_steps=cfg.pnp.steps,
             image_sha256=sha,
             seconds=time.perf_counter() - start,
-            unet_evaluations=rows,
-            reused=rows == 0,
-            cached=rows == 0,
+            unet_evaluations=counted.rows,
+            reused=counted.rows == 0,
+            cached=counted.rows == 0,
             key=key,
             mask_sources=_mask_sources(cfg, mask),
-            subject_default=subject_default,
+            policy=policy,
         )
         self.store.put(key, dataclasses.replace(inversion, reused=False, cached=False))
         return inversion
@@ -456,7 +492,7 @@ class PnPEditor:
         prompts: str | Sequence[str],
         config: EditConfig | None = None,
         mask: np.ndarray | None = None,
-        callback: SamplingCallback | None = None,
+        callback: StepCallback | None = None,
         **pnp_overrides: Any,
     ) -> EditResult:
         """Translate ``image`` by each prompt; returns one PIL image per prompt.
@@ -464,51 +500,129 @@ class PnPEditor:
         ``pnp_overrides`` are ``PnPConfig`` fields (guidance=10, pnp_f_t=0.5, ...). ``mask``
         (HxW in [0, 1] at the image's size, 1 = subject) or ``config.mask`` names the subject:
         injection then stops at it (``mask_injection``), and ``config.weaken`` applies.
+        ``callback`` (``StepCallback``) runs after every sampling step: it may change the
+        latents or raise ``EditStopped``, which ends the edit (nothing of it is kept) and
+        reaches the caller.
         """
+        # 1. check the inputs; resolve the config once
         prompts = prompt_list(prompts)
-        _check_keywords("edit", pnp_overrides, PnPConfig)
-        cfg = self.resolve(config or self.default_config())
-        cfg.pnp = dataclasses.replace(cfg.pnp, **pnp_overrides)
-        cfg.pnp.validate()
-        cfg.resolve_derived()
+        base = config if config is not None else config_for_model(self.model.model)
+        asked = self.resolve(base, pnp_overrides).resolve_derived()
+        # 2. invert the image, or reuse the given inversion
         given = isinstance(image, Inversion)
         if isinstance(image, Inversion):
+            self._check_given(image, asked, mask)
             inversion = image
-            asked = _mask_sources(cfg, mask)
-            if asked and asked != inversion.mask_sources:
-                # the subject was fixed when the image was inverted; silently dropping these
-                # would edit a different subject than the caller names
-                raise ConfigError(
-                    f"the subject of an Inversion is fixed when it is made; this edit also "
-                    f"gives {sorted(asked)} ({short_repr(asked)}), which an Inversion cannot use. "
-                    "Pass them to editor.invert(...), or pass the image instead"
-                )
-            if inversion.sampling_steps != cfg.pnp.steps:
-                inversion.latents.check_grid(self.pipeline.sampling_timesteps(cfg.pnp.steps))
-            cfg.preprocess, cfg.inversion = inversion.preprocess, inversion.inversion
-            cfg.weaken = inversion.weaken
         else:
-            inversion = self.invert(image, cfg, mask)
-            cfg.weaken = inversion.weaken  # "auto" made concrete: the record states what ran
+            inversion = self._invert(image, asked, mask)
         reused = given or inversion.reused
-        cfg.pnp = cfg.pnp.with_subject_mode(inversion.subject_default)
-        subject = inversion.subject if inversion.subject and inversion.subject.usable else None
+        # 3. plan: the config that runs (and is recorded), its timesteps and injection sites
+        plan = self.plan(asked, inversion)
+        # 4. sample
+        start = time.perf_counter()
+        latents, rows = self._sample(inversion, prompts, plan, callback)
+        sampled = time.perf_counter()
+        # 5. decode, and restore the brightness a weakened background lost
+        images = self._decode(latents, inversion, plan.config)
+        decoded = time.perf_counter()
+        # 6. assemble the result
+        return EditResult(
+            images=images,
+            prompts=prompts,
+            config=plan.config,
+            source=inversion.image,
+            timings={
+                "inversion_s": 0.0 if reused else inversion.seconds,
+                "sampling_s": sampled - start,
+                "decode_s": decoded - sampled,
+            },
+            latents=latents,
+            image_sha256=inversion.image_sha256,
+            subject=inversion.subject,
+            model=self.model_info(),
+            device=str(self.pipeline.device),
+            unet_evaluations=rows + (0 if reused else inversion.unet_evaluations),
+            inversion_reused=reused,
+            inversion_cached=inversion.cached,
+        )
+
+    def _check_given(
+        self, inversion: Inversion, asked: EditConfig, mask: np.ndarray | None
+    ) -> None:
+        """Refuse an edit of a given ``Inversion`` that names another subject."""
+        named = _mask_sources(asked, mask)
+        if named and named != inversion.mask_sources:
+            # the subject was fixed when the image was inverted; silently dropping these
+            # would edit a different subject than the caller names
+            raise ConfigError(
+                f"the subject of an Inversion is fixed when it is made; this edit also "
+                f"gives {sorted(named)} ({short_repr(named)}), which an Inversion cannot use. "
+                "Pass them to editor.invert(...), or pass the image instead"
+            )
+
+    def plan(self, asked: EditConfig, inversion: Inversion) -> EditPlan:
+        """The plan of editing ``inversion`` under the resolved config ``asked``: the
+        inversion's preprocessing, inversion and weakening, the PnP subject fields resolved by
+        its subject policy, and the sampling plan (timesteps, injection sites)."""
+        config = dataclasses.replace(
+            asked,
+            preprocess=dataclasses.replace(inversion.preprocess),
+            inversion=dataclasses.replace(inversion.inversion),
+            weaken=dataclasses.replace(inversion.weaken),
+            pnp=inversion.policy.pnp(asked.pnp),
+        )
+        sampling = self.pipeline.plan(config.pnp)
+        if inversion.sampling_steps != config.pnp.steps:
+            inversion.latents.check_grid(sampling.timesteps)
+        return EditPlan(config, sampling)
+
+    def _sample(
+        self,
+        inversion: Inversion,
+        prompts: list[str],
+        plan: EditPlan,
+        callback: StepCallback | None,
+    ) -> tuple[torch.Tensor, int]:
+        """The final latents (k, C, h, w) of ``plan`` and the UNet rows they took, reusing and
+        then keeping this inversion's source features (within their budget)."""
+        subject = inversion.usable_subject
         subject_tensor = None
         if subject is not None:
             subject_tensor = torch.from_numpy(subject.mask)[None, None].to(self.pipeline.device)
-        start = time.perf_counter()
-        features_key, features = self._source_features(inversion, cfg)
-        with self.pipeline.count_unet_rows() as counted:
+        features_key, features = self._source_features(inversion, plan.sampling)
+        complete = features is not None and features.covers(plan.sampling.needed)
+        counted = RowCounter()
+        hooks = StepCallbacks([counted, *([callback] if callback is not None else [])])
+        try:
             latents = self.pipeline.edit(
-                inversion.latents, prompts, cfg.pnp, subject_tensor, callback, features=features
+                inversion.latents,
+                prompts,
+                plan.sampling,
+                subject_tensor,
+                hooks,
+                features=features,
+                chunks=self.memory,
             )
+        except EditStopped as stop:
+            if features_key is not None and not complete:  # a part recorded: keep none of it
+                self.source_features.discard(features_key)
+            # raised without the sampler's frames, and this frame lets go of its tensors: a
+            # caller keeping the exception keeps none of the edit's memory
+            features = subject_tensor = None
+            raise stop.with_traceback(None) from None
         if features_key is not None and features is not None:
             if features.overflowed:  # over the budget: keep none rather than a part
                 self.source_features.discard(features_key)
             elif features.tensors:
                 self.source_features.put(features_key, features)  # (re)counts its bytes
-        sampled = time.perf_counter()
+        return latents, counted.rows
+
+    def _decode(
+        self, latents: torch.Tensor, inversion: Inversion, cfg: EditConfig
+    ) -> list[Image.Image]:
+        """One image per latent; the brightness restored where ``cfg.weaken.restore`` says."""
         pixels = self.pipeline.decode(latents).permute(0, 2, 3, 1).numpy()
+        subject = inversion.usable_subject
         if subject is not None and cfg.weaken.restore != "none":
             pixels = np.stack(
                 [
@@ -522,29 +636,10 @@ class PnPEditor:
                     for x in pixels
                 ]
             )
-        decoded = time.perf_counter()
-        return EditResult(
-            images=[from_float_array(x) for x in pixels],
-            prompts=prompts,
-            config=cfg,
-            source=inversion.image,
-            timings={
-                "inversion_s": 0.0 if reused else inversion.seconds,
-                "sampling_s": sampled - start,
-                "decode_s": decoded - sampled,
-            },
-            latents=latents,
-            image_sha256=inversion.image_sha256,
-            subject=inversion.subject,
-            model=self.model_info(),
-            device=str(self.pipeline.device),
-            unet_evaluations=counted.rows + (0 if reused else inversion.unet_evaluations),
-            inversion_reused=reused,
-            inversion_cached=inversion.cached,
-        )
+        return [from_float_array(x) for x in pixels]
 
     def _source_features(
-        self, inversion: Inversion, cfg: EditConfig
+        self, inversion: Inversion, sampling: SamplingPlan
     ) -> tuple[FeaturesKey | None, SourceFeatures | None]:
         """The kept source features of this inversion and grid, or an empty recorder (or none).
 
@@ -553,8 +648,7 @@ class PnPEditor:
         budget = self.source_features.max_bytes
         if budget == 0 or self.source_features.max_items == 0 or inversion.key is None:
             return None, None
-        timesteps = tuple(self.pipeline.sampling_timesteps(cfg.pnp.steps))
-        key = FeaturesKey(inversion.key, timesteps, cfg.pnp.source)
+        key = FeaturesKey(inversion.key, sampling.timesteps, sampling.cfg.source)
         kept = self.source_features.get(key)
         return key, kept if kept is not None else SourceFeatures(max_bytes=budget)
 
@@ -573,7 +667,7 @@ class PnPEditor:
         from diffusers import StableDiffusionImg2ImgPipeline
 
         prompts = prompt_list(prompts)
-        cfg = self.resolve(config or self.default_config())
+        cfg = self.resolve(config if config is not None else config_for_model(self.model.model))
         if not isinstance(strength, int | float) or not 0.0 < strength <= 1.0:
             raise ConfigError(f"sdedit strength must be in (0, 1]; got {strength!r}")
         source = self.prepare(as_rgb_image(image, cfg.preprocess.max_input_pixels), cfg.preprocess)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from pnpsam.masks.config import MaskConfig, WeakenConfig
+from pnpsam.masks.config import BackgroundMode, MaskConfig, WeakenConfig
 
 DEFAULT_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 # The toy-world model shipped in the package (a small SD-layout UNet; see toyworld/).
@@ -46,9 +46,11 @@ MaskedFeatures = Literal["all", "residual", "attention"]
 BackgroundInjection = Literal["none", "centered"]
 # With a subject: how the mask is reduced to a layer's grid (see PnPConfig.mask_cells).
 MaskCells = Literal["auto", "area", "cover"]
-# What "auto" fields become in the subject-aware default (weaken.background "auto" with a
-# subject), chosen in issue 11 on the toy model's development pairs (README, subject-aware
-# section); outside it they are "area" and 0.0, the behaviour before these fields existed.
+# The subject-aware default: what the "auto" subject fields become when weaken.background is
+# "auto" and the edit has a usable subject (``SubjectPolicy``), chosen in issue 11 on the toy
+# model's development pairs (README, subject-aware section): the background removed before
+# inversion, every layer cell the subject touches injected, the background at weight 0.2.
+SUBJECT_BACKGROUND: BackgroundMode = "remove"
 SUBJECT_MASK_CELLS: MaskCells = "cover"
 SUBJECT_BACKGROUND_WEIGHT = 0.2
 
@@ -260,6 +262,12 @@ class PnPConfig:
     Thresholds are fractions of the sampling steps: residual features are injected during the
     first ``int(steps * pnp_f_t)`` steps and self-attention Q/K during the first
     ``int(steps * pnp_attn_t)`` steps (the diffusers port's rounding: 40 and 25 of 50).
+    ``pnp_f_t`` and ``pnp_attn_t`` are the paper's tau_f and tau_A under the port's names (kept:
+    they are config keys of every record). ``source`` picks the source stream, the batch row
+    whose features are injected. "Scheme 1/2/3" are the three alternatives of the project
+    report pnp-sam started from: start from noise (``start="noise"``), blend the features
+    (``injection="blend"``), and weaken the background in pixels before inversion
+    (``EditConfig.weaken``).
     """
 
     steps: int = 50  # DDIM sampling steps (eta 0)
@@ -312,7 +320,7 @@ class PnPConfig:
     # each cell weighted by the fraction of it the subject covers (soft edges); "cover" = every
     # cell the subject touches injects fully, so a coarse layer keeps the whole silhouette
     # (at an 8x8 layer most subject cells are edge cells). "auto" = SUBJECT_MASK_CELLS in the
-    # subject-aware default (see ``with_subject_mode``), else "area".
+    # subject-aware default (see ``SubjectPolicy``), else "area".
     mask_cells: MaskCells = "auto"
     # With a subject and mask_injection: injection weight at background positions (0 = none,
     # 1 = plain PnP everywhere). None = SUBJECT_BACKGROUND_WEIGHT in the subject-aware
@@ -352,19 +360,6 @@ class PnPConfig:
             if any(not isinstance(b, int) or b < 0 for b in blocks):
                 raise ConfigError(f"{name} must be LDM output block numbers >= 0; got {blocks!r}")
 
-    def with_subject_mode(self, subject_default: bool) -> PnPConfig:
-        """A copy with the "auto" subject fields made concrete: the subject-aware default's
-        values when ``subject_default`` (weaken.background "auto" resolved with a subject),
-        otherwise the plain ones ("area", 0.0), so records from before these fields re-run
-        identically."""
-        cells = self.mask_cells
-        if cells == "auto":
-            cells = SUBJECT_MASK_CELLS if subject_default else "area"
-        weight = self.background_weight
-        if weight is None:
-            weight = SUBJECT_BACKGROUND_WEIGHT if subject_default else 0.0
-        return dataclasses.replace(self, mask_cells=cells, background_weight=weight)
-
     @property
     def residual_steps(self) -> int:
         """Number of leading sampling steps with residual injection."""
@@ -374,6 +369,46 @@ class PnPConfig:
     def attention_steps(self) -> int:
         """Number of leading sampling steps with self-attention injection."""
         return int(self.steps * self.pnp_attn_t)
+
+
+@dataclass(frozen=True)
+class SubjectPolicy:
+    """The subject-aware default, decided in this one place: what the "auto" subject fields
+    (``weaken.background``, ``pnp.mask_cells``, ``pnp.background_weight``) become for an edit.
+
+    ``decide`` runs once per inversion, when it is known whether a usable subject was found;
+    ``apply`` then fills those fields of any edit of that inversion. With the subject-aware
+    default (``weaken.background`` "auto" and a subject) they become ``SUBJECT_BACKGROUND``,
+    ``SUBJECT_MASK_CELLS`` and ``SUBJECT_BACKGROUND_WEIGHT``; otherwise "keep", "area" and 0.0,
+    the behaviour before these fields existed, so older records re-run identically. Fields set
+    by hand are kept as they are.
+    """
+
+    subject_aware: bool = False  # the subject-aware default is in force
+
+    @classmethod
+    def decide(cls, background: BackgroundMode, has_subject: bool) -> SubjectPolicy:
+        """The policy for an edit whose ``weaken.background`` is ``background`` and which has
+        (``has_subject``) or lacks a usable subject mask."""
+        return cls(subject_aware=background == "auto" and has_subject)
+
+    def weaken(self, weaken: WeakenConfig) -> WeakenConfig:
+        """A copy of ``weaken`` with ``background`` "auto" made concrete."""
+        if weaken.background != "auto":
+            return dataclasses.replace(weaken)
+        background: BackgroundMode = SUBJECT_BACKGROUND if self.subject_aware else "keep"
+        return dataclasses.replace(weaken, background=background)
+
+    def pnp(self, pnp: PnPConfig) -> PnPConfig:
+        """A copy of ``pnp`` with ``mask_cells`` "auto" and ``background_weight`` None made
+        concrete."""
+        cells = pnp.mask_cells
+        if cells == "auto":
+            cells = SUBJECT_MASK_CELLS if self.subject_aware else "area"
+        weight = pnp.background_weight
+        if weight is None:
+            weight = SUBJECT_BACKGROUND_WEIGHT if self.subject_aware else 0.0
+        return dataclasses.replace(pnp, mask_cells=cells, background_weight=weight)
 
 
 @dataclass

@@ -7,13 +7,14 @@ hand-written inversion of pnp-diffusers, which runs it with 999 steps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from diffusers import DDIMInverseScheduler, UNet2DConditionModel
 
-StepCallback = Callable[[int, int, torch.Tensor], None]
+from pnpsam.core.callbacks import EditStopped, StepCallback, changed_latents
 
 
 class TimestepGridError(ValueError):
@@ -58,9 +59,11 @@ class InvertedLatents:
 
 
 def inversion_timesteps(scheduler: DDIMInverseScheduler, steps: int) -> list[int]:
-    """The ascending timesteps an inversion with ``steps`` steps visits."""
-    scheduler.set_timesteps(steps)
-    return [int(t) for t in scheduler.timesteps]
+    """The ascending timesteps an inversion with ``steps`` steps visits (``scheduler`` is left
+    as it is: the grid comes from a copy)."""
+    grid = copy.copy(scheduler)  # set_timesteps rebinds its attributes: a shallow copy will do
+    grid.set_timesteps(steps)
+    return [int(t) for t in grid.timesteps]
 
 
 @torch.no_grad()
@@ -72,13 +75,13 @@ def ddim_invert(
     steps: int,
     keep_timesteps: Sequence[int],
     callback: StepCallback | None = None,
-    progress: Callable[[int], object] | None = None,
 ) -> InvertedLatents:
     """Invert ``clean_latent`` (1, C, h, w) with ``steps`` DDIM inverse steps, no guidance.
 
     Keeps the latent reached at each timestep in ``keep_timesteps`` (the sampling grid); raises
     ``TimestepGridError`` before any UNet call if the inversion grid does not contain them.
-    ``callback(step_index, timestep, latent)`` runs after every step.
+    ``callback`` (``StepCallback``) runs after every step with ``"latents"``, the (1, C, h, w)
+    latent reached, and ``"model_input"``, the one the UNet saw; it may raise ``EditStopped``.
     """
     grid = inversion_timesteps(scheduler, steps)
     keep = {int(t) for t in keep_timesteps}
@@ -89,19 +92,25 @@ def ddim_invert(
             f"sampling timesteps {missing[:5]}; use inversion steps equal to the sampling steps, "
             "a multiple of them, or 999"
         )
+    scheduler.set_timesteps(steps)
     latent = clean_latent
     kept: dict[int, torch.Tensor] = {}
     # Steps above the highest kept timestep feed nothing (999 steps: 18 of them), so stop there.
     last = max(keep) if keep else grid[-1]
     for index, t in enumerate(scheduler.timesteps[: grid.index(last) + 1]):
-        noise = unet(latent, t, encoder_hidden_states=text_embedding).sample
+        model_input = latent
+        noise = unet(model_input, t, encoder_hidden_states=text_embedding).sample
         latent = scheduler.step(noise, t, latent).prev_sample
+        if callback is not None:
+            try:
+                returned = callback(index, int(t), {"latents": latent, "model_input": model_input})
+            except EditStopped as stop:
+                stop.step, stop.timestep = index, int(t)
+                raise
+            if returned is not None:
+                latent = changed_latents(returned, latent)
         if int(t) in keep:
             kept[int(t)] = latent
-        if callback is not None:
-            callback(index, int(t), latent)
-        if progress is not None:
-            progress(1)
     return InvertedLatents(
         clean=clean_latent,
         by_timestep=kept,

@@ -6,11 +6,9 @@
 
 from __future__ import annotations
 
-import warnings
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
@@ -18,35 +16,33 @@ import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 
 from pnpsam.config import InversionConfig, PnPConfig
-from pnpsam.core.features import SourceFeatures, needed_features
+from pnpsam.core.callbacks import ProgressBar, RowCounter, StepCallback, StepCallbacks, StepTensors
+from pnpsam.core.features import SourceFeatures
 from pnpsam.core.injection import (
     CellReduction,
     FeatureInjector,
-    InjectionEvent,
     InjectionSettings,
+    InjectionSites,
     find_injection_sites,
 )
-from pnpsam.core.inversion import InvertedLatents, StepCallback, ddim_invert, inversion_timesteps
-from pnpsam.core.sampling import (
-    SamplingCallback,
-    TextConditions,
-    injection_schedule,
-    pnp_sample,
-)
+from pnpsam.core.inversion import InvertedLatents, ddim_invert, inversion_timesteps
+from pnpsam.core.sampling import SamplingPlan, TextConditions, pnp_sample
 from pnpsam.core.subject_text import SubjectTextAttention, subject_token_weights
 from pnpsam.models.loading import inverse_scheduler_for
 
+ChunkRunner = Callable[[int, int, Callable[[slice], torch.Tensor]], list[torch.Tensor]]
+"""``run(num_prompts, chunk, sample)``: the latents of ``sample(rows)`` for consecutive prompt
+slices covering ``range(num_prompts)``, ``chunk`` prompts at a time, in order. The device
+policy (``pnpsam.models.memory``) may retry a slice in smaller pieces."""
 
-class OutOfMemoryError(RuntimeError):
-    """The accelerator ran out of memory even at one prompt per batch."""
 
-
-@dataclass
-class RowCounter:
-    """UNet row-evaluations (batch rows summed over calls) seen while it was installed."""
-
-    rows: int = 0
-    calls: int = 0
+def in_chunks(
+    num_prompts: int, chunk: int, sample: Callable[[slice], torch.Tensor]
+) -> list[torch.Tensor]:
+    """``ChunkRunner`` without any retry."""
+    return [
+        sample(slice(done, min(done + chunk, num_prompts))) for done in range(0, num_prompts, chunk)
+    ]
 
 
 class PnPPipeline:
@@ -64,6 +60,7 @@ class PnPPipeline:
         self.scheduler = sd.scheduler
         self.inverse_scheduler = inverse_scheduler_for(sd.scheduler)
         self.dtype = sd.unet.dtype
+        self._sites: dict[tuple[tuple[int, ...], tuple[int, ...]], InjectionSites] = {}
 
     # -- geometry ------------------------------------------------------------------------
     @property
@@ -141,11 +138,37 @@ class PnPPipeline:
         images = torch.cat([self.vae.decode(x[None]).sample for x in latents])
         return (images.float() / 2 + 0.5).clamp(0, 1).cpu()
 
-    # -- PnP -----------------------------------------------------------------------------
+    # -- the plan -----------------------------------------------------------------------
     def sampling_timesteps(self, steps: int) -> list[int]:
-        self.scheduler.set_timesteps(steps)
-        return [int(t) for t in self.scheduler.timesteps]
+        """The timesteps ``steps`` sampling steps visit, descending. Read from a copy of the
+        scheduler: the sampler's own scheduler is left as it is."""
+        grid = copy.copy(self.scheduler)  # set_timesteps rebinds its attributes: shallow is enough
+        grid.set_timesteps(steps)
+        return [int(t) for t in grid.timesteps]
 
+    def injection_sites(
+        self, residual_blocks: tuple[int, ...], attention_blocks: tuple[int, ...]
+    ) -> InjectionSites:
+        """The module names of these LDM output blocks (``find_injection_sites``), found once
+        per block set; ``InjectionSiteError`` names a block this UNet lacks."""
+        key = (tuple(residual_blocks), tuple(attention_blocks))
+        if key not in self._sites:
+            self._sites[key] = find_injection_sites(self.unet, *key)
+        return self._sites[key]
+
+    def plan(self, cfg: PnPConfig) -> SamplingPlan:
+        """The sampling plan of ``cfg`` (validated here): its timesteps and injection sites."""
+        cfg.validate()
+        return SamplingPlan(
+            cfg,
+            tuple(self.sampling_timesteps(cfg.steps)),
+            self.injection_sites(cfg.residual_blocks, cfg.attention_blocks),
+        )
+
+    def _planned(self, plan: SamplingPlan | PnPConfig) -> SamplingPlan:
+        return plan if isinstance(plan, SamplingPlan) else self.plan(plan)
+
+    # -- PnP -----------------------------------------------------------------------------
     def inversion_calls(self, inversion_steps: int, sampling_steps: int) -> int:
         """UNet calls an inversion makes: it stops at the highest sampling timestep."""
         grid = inversion_timesteps(self.inverse_scheduler, inversion_steps)
@@ -160,7 +183,10 @@ class PnPPipeline:
         sampling_steps: int,
         callback: StepCallback | None = None,
     ) -> InvertedLatents:
-        """DDIM-invert (1, 3, H, W) ``image``; keeps x_t on the ``sampling_steps`` grid."""
+        """DDIM-invert (1, 3, H, W) ``image``; keeps x_t on the ``sampling_steps`` grid.
+
+        ``callback`` (``StepCallback``) runs after every inversion step.
+        """
         clean = self.encode_image(image)
         embedding = self.encode_text([cfg.prompt])
         keep = self.sampling_timesteps(sampling_steps)
@@ -168,30 +194,30 @@ class PnPPipeline:
         total = self.inversion_calls(steps, sampling_steps)
         with self.sd.progress_bar(total=total) as bar:
             bar.set_description("invert")
+            hooks = StepCallbacks([c for c in (callback, ProgressBar(bar)) if c is not None])
             return ddim_invert(
-                self.unet,
-                self.inverse_scheduler,
-                clean,
-                embedding,
-                steps,
-                keep,
-                callback=callback,
-                progress=bar.update,
+                self.unet, self.inverse_scheduler, clean, embedding, steps, keep, callback=hooks
             )
 
     def start_latent(
-        self, inverted: InvertedLatents, cfg: PnPConfig, mask: torch.Tensor | None = None
+        self,
+        inverted: InvertedLatents,
+        plan: SamplingPlan | PnPConfig,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x_T of the guided rows: the inverted latent (PnP) or seeded noise (scheme 1).
+        """x_T of the guided rows: the inverted latent (PnP) or seeded noise (``start="noise"``,
+        the project report's scheme 1: the layout then comes from injection alone).
 
-        With a subject ``mask`` (1, 1, H, W) and ``cfg.background_noise`` > 0, the background
+        With a subject ``mask`` (1, 1, H, W) and ``background_noise`` > 0, the background
         of an inverted start is partly re-noised (``renoise_background``), so the old
-        background's structure is not carried into the edit; with ``cfg.background_noise_t`` > 0
+        background's structure is not carried into the edit; with ``background_noise_t`` > 0
         that happens later, in ``edit``, at step ``int(steps * background_noise_t)``.
         """
+        plan = self._planned(plan)
+        cfg = plan.cfg
         if cfg.start == "noise":
             return self._seeded_noise(inverted.clean.shape, cfg.seed)
-        start = inverted.at(self.sampling_timesteps(cfg.steps)[0])
+        start = inverted.at(plan.timesteps[0])
         if mask is None or cfg.background_noise == 0.0 or cfg.background_noise_t > 0.0:
             return start
         return self.renoise_background(start, mask, cfg)
@@ -214,37 +240,97 @@ class PnPPipeline:
         noise = torch.randn(shape, generator=generator, dtype=torch.float32)
         return noise.to(device=self.device, dtype=self.dtype)
 
+    def _delayed_renoise(self, cfg: PnPConfig, mask: torch.Tensor | None) -> int | None:
+        """The step before which the background is re-noised (``background_noise_t`` > 0 with
+        a subject), or None when that is not asked for."""
+        if mask is None or cfg.background_noise == 0.0 or cfg.background_noise_t == 0.0:
+            return None
+        return int(cfg.steps * cfg.background_noise_t)
+
     def edit(
         self,
         inverted: InvertedLatents,
         prompts: Sequence[str],
-        cfg: PnPConfig,
+        plan: SamplingPlan | PnPConfig,
         mask: torch.Tensor | None = None,
-        callback: SamplingCallback | None = None,
-        observers: Sequence[Callable[[InjectionEvent], None]] = (),
+        callback: StepCallback | None = None,
         features: SourceFeatures | None = None,
+        chunks: ChunkRunner = in_chunks,
     ) -> torch.Tensor:
         """Translate the inverted image by each prompt; returns latents (k, C, h, w).
 
-        ``mask`` (1, 1, H, W) in [0, 1] is the subject: injection is limited to it when
-        ``cfg.mask_injection``, and ``cfg.background_noise`` re-noises the rest of the start.
-        Prompts run ``cfg.prompt_batch_size`` at a time (all by default); a CUDA out-of-memory
-        error halves the chunk and retries, down to one prompt per batch. ``observers`` see
-        every injected tensor (for tests and debugging). ``features``: source-row features of
-        this inversion (same sampling grid and source mode); when they cover this edit's
-        injections no batch runs the source row, otherwise the source row's features are
-        recorded into them (and later chunks replay them).
+        ``plan``: the ``SamplingPlan`` (or the ``PnPConfig`` to plan). ``mask`` (1, 1, H, W)
+        in [0, 1] is the subject: injection is limited to it when ``mask_injection``, and
+        ``background_noise`` re-noises the rest of the start. Prompts run
+        ``prompt_batch_size`` at a time (all by default), through ``chunks`` (the device
+        policy). ``callback`` (``StepCallback``) runs after every step of every chunk; an
+        ``EditStopped`` it raises ends the edit with every hook and processor removed.
+        ``features``: source-row features of this inversion (same sampling grid and source
+        mode); when they cover this edit's injections no batch runs the source row, otherwise
+        the source row's features are recorded into them (and later chunks replay them).
         """
-        cfg.validate()
+        # 1. check the inputs; the plan is made once (or given)
         if not prompts:
             raise ValueError("prompts is empty: give at least one target prompt")
-        sites = find_injection_sites(self.unet, cfg.residual_blocks, cfg.attention_blocks)
-        injection_mask = mask if cfg.mask_injection else None
+        plan = self._planned(plan)
+        cfg = plan.cfg
+        # 2. encode the prompts
+        uncond = self.encode_text([cfg.negative_prompt])
+        cond = self.encode_text(prompts)
+        words = None
+        if mask is not None and cfg.subject_words.strip():
+            words = self.subject_tokens(prompts, cfg.subject_words)
+        # 3. prepare: injection settings, the start latent, the step callbacks
+        settings = self._injection_settings(cfg, mask)
+        text_attention: AbstractContextManager[SubjectTextAttention | None] = nullcontext()
+        if words is not None and mask is not None:
+            latent_hw = (inverted.clean.shape[-2], inverted.clean.shape[-1])
+            text_attention = SubjectTextAttention(self.unet, mask, latent_hw, settings.mask_cells)
+        start = self.start_latent(inverted, plan, mask)
+        renoise_at = self._delayed_renoise(cfg, mask)
+        if renoise_at == 0 and mask is not None:  # before the first step: at x_T
+            start = self.renoise_background(start, mask, cfg)
+        hooks = StepCallbacks([callback] if callback is not None else [])
+        if renoise_at is not None and 0 < renoise_at < cfg.steps and mask is not None:
+            hooks.callbacks.append(self._renoise_hook(renoise_at, mask, cfg))
+        # 4. sample, chunk by chunk, with the injection installed once
+        with (
+            FeatureInjector(self.unet, plan.sites, settings) as injector,
+            text_attention as subject_text,
+            self.sd.progress_bar(total=cfg.steps * len(prompts)) as bar,
+        ):
+            bar.set_description("edit")
+            hooks.callbacks.append(ProgressBar(bar))
+            injector.features = features
+
+            def sample(rows: slice) -> torch.Tensor:
+                # composed attention needs the source row's logits, not only its Q/K: no replay
+                injector.replay = (
+                    features is not None
+                    and features.covers(plan.needed)
+                    and settings.background_attention != "source"
+                )
+                k = rows.stop - rows.start
+                if subject_text is not None and words is not None:
+                    subject_text.tokens = words[rows]
+                text = TextConditions(
+                    inverted.source_embedding, uncond.expand(k, -1, -1), cond[rows]
+                )
+                return pnp_sample(
+                    self.unet, self.scheduler, injector, inverted, text, start, plan, hooks
+                )
+
+            results = chunks(len(prompts), cfg.prompt_batch_size or len(prompts), sample)
+        return torch.cat(results)
+
+    @staticmethod
+    def _injection_settings(cfg: PnPConfig, mask: torch.Tensor | None) -> InjectionSettings:
+        """How this edit injects (``InjectionSettings``), from its PnP settings and subject."""
         cells: CellReduction = "cover" if cfg.mask_cells == "cover" else "area"  # auto: area
-        settings = InjectionSettings(
+        return InjectionSettings(
             cfg.injection,
             cfg.blend_alpha,
-            injection_mask,
+            mask if cfg.mask_injection else None,
             full_scale=cfg.full_injection_scale,
             full_steps=int(cfg.steps * cfg.full_injection_t),
             background_attention=cfg.background_attention,
@@ -253,82 +339,14 @@ class PnPPipeline:
             mask_cells=cells,
             background_weight=cfg.background_weight or 0.0,
         )
-        before_step = None
-        if mask is not None and cfg.background_noise > 0.0 and cfg.background_noise_t > 0.0:
-            renoise_at = int(cfg.steps * cfg.background_noise_t)
-            subject_mask = mask
 
-            def before_step(index: int, latents: torch.Tensor) -> torch.Tensor:
-                if index != renoise_at:
-                    return latents
-                return self.renoise_background(latents, subject_mask, cfg)
+    def _renoise_hook(self, renoise_at: int, mask: torch.Tensor, cfg: PnPConfig) -> StepCallback:
+        """A step callback re-noising the background after step ``renoise_at - 1``, so step
+        ``renoise_at`` starts from it."""
 
-        words = None
-        text_attention: AbstractContextManager[SubjectTextAttention | None] = nullcontext()
-        if mask is not None and cfg.subject_words.strip():
-            words = self.subject_tokens(prompts, cfg.subject_words)
-            latent_hw = (inverted.clean.shape[-2], inverted.clean.shape[-1])
-            text_attention = SubjectTextAttention(self.unet, mask, latent_hw, cells)
-        uncond = self.encode_text([cfg.negative_prompt])
-        cond = self.encode_text(prompts)
-        start = self.start_latent(inverted, cfg, mask)
-        chunk = cfg.prompt_batch_size or len(prompts)
-        schedule = injection_schedule(cfg, self.sampling_timesteps(cfg.steps), 1)
-        needed = needed_features(schedule, sites)
-        results: list[torch.Tensor] = []
-        with (
-            FeatureInjector(self.unet, sites, settings) as injector,
-            text_attention as subject_text,
-            self.sd.progress_bar(total=cfg.steps * len(prompts)) as bar,
-        ):
-            bar.set_description("edit")
-            injector.observers.extend(observers)
-            injector.features = features
-            done = 0
-            while done < len(prompts):
-                # composed attention needs the source row's logits, not only its Q/K: no replay
-                injector.replay = (
-                    features is not None
-                    and features.covers(needed)
-                    and settings.background_attention != "source"
-                )
-                rows = slice(done, min(done + chunk, len(prompts)))
-                k = rows.stop - rows.start
-                if subject_text is not None and words is not None:
-                    subject_text.tokens = words[rows]
-                text = TextConditions(
-                    inverted.source_embedding, uncond.expand(k, -1, -1), cond[rows]
-                )
-                try:
-                    latents = pnp_sample(
-                        self.unet,
-                        self.scheduler,
-                        injector,
-                        inverted,
-                        text,
-                        start,
-                        cfg,
-                        callback=callback,
-                        progress=partial(_advance, bar, k),
-                        before_step=before_step,
-                    )
-                except torch.OutOfMemoryError as err:
-                    if chunk == 1:
-                        raise OutOfMemoryError(
-                            "out of accelerator memory even with one prompt per batch; try "
-                            "model.dtype fp16, model.cpu_offload or a smaller preprocess.size"
-                        ) from err
-                    chunk = max(1, chunk // 2)
-                    warnings.warn(
-                        f"out of memory: retrying with {chunk} prompt(s) per batch", stacklevel=2
-                    )
-                    if torch.cuda.is_available():
-                        torch.cuda.empty_cache()
-                    continue
-                results.append(latents)
-                done = rows.stop
-        return torch.cat(results)
+        def renoise(step: int, timestep: int, tensors: StepTensors) -> StepTensors | None:
+            if step + 1 != renoise_at:
+                return None
+            return {"latents": self.renoise_background(tensors["latents"], mask, cfg)}
 
-
-def _advance(bar: Any, prompts: int, steps: int) -> None:
-    bar.update(steps * prompts)
+        return renoise

@@ -8,18 +8,23 @@ exactly plain DDIM sampling with classifier-free guidance from the start latent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 
 from pnpsam.config import PnPConfig
-from pnpsam.core.injection import BatchLayout, FeatureInjector, InjectionStep
+from pnpsam.core.callbacks import EditStopped, StepCallback, changed_latents, tensor_inputs
+from pnpsam.core.features import FeatureId, needed_features
+from pnpsam.core.injection import (
+    BatchLayout,
+    FeatureInjector,
+    InjectionEvent,
+    InjectionSites,
+    InjectionStep,
+)
 from pnpsam.core.inversion import InvertedLatents
-
-# callback(step_index, timestep, latents (k, C, h, w)) after every sampling step
-SamplingCallback = Callable[[int, int, torch.Tensor], None]
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,30 @@ def injection_schedule(
     return steps
 
 
+@dataclass(frozen=True)
+class SamplingPlan:
+    """What one edit's sampling does, decided once before its first UNet call
+    (``PnPPipeline.plan``): nothing here changes while the edit runs.
+
+    ``cfg``: the validated PnP settings, with the subject fields concrete; ``timesteps``: the
+    sampling grid, descending as the scheduler visits it; ``sites``: the module names of the
+    injected layers.
+    """
+
+    cfg: PnPConfig
+    timesteps: tuple[int, ...]
+    sites: InjectionSites
+
+    def schedule(self, num_prompts: int, source_row: bool = True) -> list[InjectionStep]:
+        """The injection of every step for ``num_prompts`` prompts (``injection_schedule``)."""
+        return injection_schedule(self.cfg, list(self.timesteps), num_prompts, source_row)
+
+    @cached_property
+    def needed(self) -> set[FeatureId]:
+        """The source-row features the injections read, by (timestep, kind, block)."""
+        return needed_features(self.schedule(1), self.sites)
+
+
 @torch.no_grad()
 def pnp_sample(
     unet: UNet2DConditionModel,
@@ -64,46 +93,74 @@ def pnp_sample(
     inverted: InvertedLatents,
     text: TextConditions,
     start_latent: torch.Tensor,
-    cfg: PnPConfig,
-    callback: SamplingCallback | None = None,
-    progress: Callable[[int], object] | None = None,
-    before_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+    plan: SamplingPlan,
+    callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Sample ``k`` edits of one image; returns the final latents (k, C, h, w).
 
     ``start_latent`` (1 or k, C, h, w) is x_T of the guided rows (the inverted latent or seeded
-    noise). The source row is the inverted x_t at every step (``cfg.source == "inversion"``) or
-    its own DDIM reconstruction from x_T (``"reconstruction"``). The injector must be installed;
+    noise). The source row (the stream whose features are injected) is the inverted x_t at
+    every step (``cfg.source == "inversion"``) or its own DDIM reconstruction from x_T
+    (``"reconstruction"``). The injector must be installed;
     with ``injector.replay`` the source row is left out and its recorded features injected.
-    ``before_step(index, latents)`` may replace the guided latents (k, C, h, w) before a step
-    (e.g. re-noise their background after the first steps).
+    ``callback`` (see ``StepCallback``) runs after every step: it may replace the latents the
+    next step starts from, or raise ``EditStopped`` to end the run there.
     """
+    cfg = plan.cfg
+    # the sampler sets the grid of the scheduler it steps with; the plan already knows it
     scheduler.set_timesteps(cfg.steps, device=start_latent.device)
     timesteps = [int(t) for t in scheduler.timesteps]
+    if timesteps != list(plan.timesteps):
+        raise RuntimeError(f"the scheduler's grid {timesteps[:3]}... is not the plan's")
     inverted.check_grid(timesteps)
     k = text.num_prompts
     latents = start_latent.expand(k, -1, -1, -1) * scheduler.init_noise_sigma
-    source = inverted.at(timesteps[0])
+    source_latent = inverted.at(timesteps[0])  # the source row: its features are injected
     latent_hw = (latents.shape[-2], latents.shape[-1])
-    for state in injection_schedule(cfg, timesteps, k, source_row=not injector.replay):
-        t = state.timestep
-        layout = state.layout
-        if before_step is not None:
-            latents = before_step(state.index, latents)
-        if layout.has_source and cfg.source == "inversion":
-            source = inverted.at(t)
-        rows = [source] if layout.has_source else []
-        model_input = torch.cat([*rows, latents, latents], dim=0)
-        model_input = scheduler.scale_model_input(model_input, t)
-        with injector.step(state, latent_hw):
-            noise = unet(model_input, t, encoder_hidden_states=text.batch(layout)).sample
-        noise_uncond, noise_cond = noise[layout.uncond], noise[layout.cond]
-        guided = noise_uncond + cfg.guidance * (noise_cond - noise_uncond)
-        latents = scheduler.step(guided, t, latents).prev_sample
-        if layout.has_source and cfg.source == "reconstruction":
-            source = scheduler.step(noise[layout.source], t, source).prev_sample
-        if callback is not None:
-            callback(state.index, t, latents)
-        if progress is not None:
-            progress(1)
+    injected: list[InjectionEvent] = []  # this step's injections, for a callback that asks
+    observe = "injected" in tensor_inputs(callback)
+    if observe:
+        injector.observers.append(lambda event: injected.append(event))
+    try:
+        for state in plan.schedule(k, source_row=not injector.replay):
+            t = state.timestep
+            layout = state.layout
+            if layout.has_source and cfg.source == "inversion":
+                source_latent = inverted.at(t)
+            rows = [source_latent] if layout.has_source else []
+            model_input = torch.cat([*rows, latents, latents], dim=0)
+            model_input = scheduler.scale_model_input(model_input, t)
+            with injector.step(state, latent_hw):
+                noise = unet(model_input, t, encoder_hidden_states=text.batch(layout)).sample
+            noise_uncond, noise_cond = noise[layout.uncond], noise[layout.cond]
+            guided = noise_uncond + cfg.guidance * (noise_cond - noise_uncond)
+            latents = scheduler.step(guided, t, latents).prev_sample
+            if layout.has_source and cfg.source == "reconstruction":
+                source_latent = scheduler.step(noise[layout.source], t, source_latent).prev_sample
+            if callback is None:
+                continue
+            following = state.index + 1
+            tensors = {
+                "latents": latents,
+                "noise_pred": guided,
+                "model_input": model_input,
+                "inverted_latents": (
+                    inverted.at(timesteps[following])
+                    if following < len(timesteps)
+                    else inverted.clean
+                ),
+            }
+            if observe:
+                tensors["injected"] = list(injected)
+                injected.clear()
+            try:
+                returned = callback(state.index, t, tensors)
+            except EditStopped as stop:
+                stop.step, stop.timestep = state.index, t
+                raise
+            if returned is not None:
+                latents = changed_latents(returned, latents)
+    finally:
+        if observe:
+            injector.observers.pop()
     return latents

@@ -7,7 +7,7 @@ Boxes are XYXY ``(x0, y0, x1, y1)`` with ``x0 < x1`` and ``y0 < y1``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 Point = tuple[float, float]
@@ -15,11 +15,8 @@ Point = tuple[float, float]
 Box = tuple[float, float, float, float]
 """XYXY box ``(x0, y0, x1, y1)`` in image pixels."""
 
+# "auto": decided per edit by the subject-aware policy (``pnpsam.config.SubjectPolicy``).
 BackgroundMode = Literal["auto", "keep", "remove", "dim", "mean", "blur"]
-# What "auto" becomes when a subject is given: the subject-aware default chosen in issue 11 on
-# the toy model's development pairs (the background removed before inversion, then injection
-# limited to the subject; see the README's subject-aware section for the held-out numbers).
-SUBJECT_BACKGROUND: BackgroundMode = "remove"
 RestoreMode = Literal["none", "global", "masked", "luminance"]
 MaskMethod = Literal["sam", "sam2", "text", "file", "grabcut", "array"]
 
@@ -131,8 +128,8 @@ class MaskConfig:
 class WeakenConfig:
     """The report's scheme 3: weaken the background in pixels before inversion, then restore.
 
-    ``auto`` (the default) is ``SUBJECT_BACKGROUND`` (``remove``) when a subject is given and
-    ``keep`` without one (``resolved``). ``dim`` multiplies background pixels by ``dim_factor``
+    ``auto`` (the default) is ``remove`` with a subject and ``keep`` without one (decided by
+    ``config.SubjectPolicy``). ``dim`` multiplies background pixels by ``dim_factor``
     (the report used 0.5); ``remove`` fills them with 0 (alone, the report found it fails: the
     text has nothing left to act on); ``mean`` fills them with the background's mean colour and
     ``blur`` with a mask-normalised Gaussian blur of the background (sigma 1/8 of the short
@@ -145,12 +142,6 @@ class WeakenConfig:
     background: BackgroundMode = "auto"
     dim_factor: float = 0.5  # in (0, 1]; 1 leaves the background unchanged
     restore: RestoreMode = "none"
-
-    def resolved(self, has_subject: bool) -> WeakenConfig:
-        """A copy with ``auto`` made concrete: ``SUBJECT_BACKGROUND`` with a subject, else keep."""
-        if self.background != "auto":
-            return replace(self)
-        return replace(self, background=SUBJECT_BACKGROUND if has_subject else "keep")
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
