@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -541,4 +542,27 @@ def config_for_model(model: str) -> EditConfig:
     """The defaults for ``model``: ``EditConfig()`` under the model's recommended settings."""
     config = merge_settings(EditConfig(), model_defaults(model), f"{model!r}'s settings")
     config.model.model = model
+    return config
+
+
+MAX_STEPS_ENV = "PNPSAM_MAX_STEPS"
+"""Environment variable: no command runs more than this many inversion or sampling steps (quick
+looks, and the README's examples in the test suite); unset or empty = no cap."""
+
+
+def capped_steps(steps: int) -> int:
+    """``steps`` lowered to ``PNPSAM_MAX_STEPS`` when that is set."""
+    raw = os.environ.get(MAX_STEPS_ENV, "").strip()
+    if not raw:
+        return steps
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{MAX_STEPS_ENV} must be a step count >= 1; got {raw!r}")
+    return min(steps, int(raw))
+
+
+def cap_steps(config: EditConfig) -> EditConfig:
+    """``config`` with its sampling and inversion steps lowered to ``PNPSAM_MAX_STEPS``."""
+    config.pnp.steps = capped_steps(config.pnp.steps)
+    if config.inversion.steps is not None:
+        config.inversion.steps = capped_steps(config.inversion.steps)
     return config

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, get_args
 from pnpsam.bench.methods import parse_methods
 from pnpsam.bench.toy import DEMO_METHODS, METHOD_NAMES, TOY_SETS
 from pnpsam.cli.options import HelpFormatter
-from pnpsam.config import TOY_MODEL_DIR, Device, ModelConfig, model_defaults
+from pnpsam.config import TOY_MODEL_DIR, Device, ModelConfig, capped_steps, model_defaults
+from pnpsam.toyworld.world import TOY_VOCABULARY
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,14 +60,19 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser = subparsers.add_parser(
         "demo",
         help="compare every method on toy-world images, offline (start here)",
-        description="Runs plain PnP, no injection, the report's schemes 1-3 and mask-aware "
-        "injection on cluttered toy-world photos with the shipped toy model, then writes a "
-        "labelled comparison grid (grid.png) and a metrics table (metrics.md, metrics.json).",
+        description="Runs the subject-aware default (method 'subject'), fresh noise, no "
+        "injection, plain PnP, the report's schemes 1-3 and mask-aware injection on cluttered "
+        "toy-world photos with the shipped toy model, then writes a labelled comparison grid "
+        "(grid.png) and a metrics table (metrics.md, metrics.json), updated after every pair. "
+        "Every edit is kept (images/, edits.jsonl): a stopped run resumes where it stopped. "
+        "A quick look: --pairs 2 --steps 10.",
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--out", default="out/demo", help="output folder")
     parser.add_argument(
-        "--model", default=str(TOY_MODEL), help="toy-world model folder ('toy': the shipped one)"
+        "--model",
+        default=str(TOY_MODEL),
+        help=f"toy-world model folder ('toy': the shipped one: {TOY_VOCABULARY})",
     )
     parser.add_argument("--pairs", type=int, default=6, help="source/target pairs")
     parser.add_argument("--steps", type=int, default=50, help="inversion and sampling steps")
@@ -102,6 +108,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raise ValueError(f"--pairs must be >= 1; got {args.pairs}")
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1; got {args.steps}")
+    args.steps = capped_steps(args.steps)
     methods = parse_methods(args.methods)
     out = Path(args.out)
     check_writable(out)  # a read-only --out fails now, not after every edit
