@@ -279,9 +279,10 @@ class PnPPipeline:
         with (
             FeatureInjector(self.unet, sites, settings) as injector,
             text_attention as subject_text,
-            self.sd.progress_bar(total=cfg.steps * len(prompts)) as bar,
+            # one tick per denoising step of a prompt batch (all prompts step together)
+            self.sd.progress_bar(total=cfg.steps * -(-len(prompts) // chunk)) as bar,
         ):
-            bar.set_description("edit")
+            bar.set_description("edit" if len(prompts) == 1 else f"edit ({len(prompts)} prompts)")
             injector.observers.extend(observers)
             injector.features = features
             done = 0
@@ -309,7 +310,7 @@ class PnPPipeline:
                         start,
                         cfg,
                         callback=callback,
-                        progress=partial(_advance, bar, k),
+                        progress=partial(_advance, bar, 1),
                         before_step=before_step,
                     )
                 except torch.OutOfMemoryError as err:
@@ -319,6 +320,9 @@ class PnPPipeline:
                             "model.dtype fp16, model.cpu_offload or a smaller preprocess.size"
                         ) from err
                     chunk = max(1, chunk // 2)
+                    batches = len(results) + -(-(len(prompts) - done) // chunk)
+                    bar.reset(total=cfg.steps * batches)  # the rest in smaller batches
+                    bar.update(cfg.steps * len(results))
                     warnings.warn(
                         f"out of memory: retrying with {chunk} prompt(s) per batch", stacklevel=2
                     )
@@ -330,5 +334,5 @@ class PnPPipeline:
         return torch.cat(results)
 
 
-def _advance(bar: Any, prompts: int, steps: int) -> None:
-    bar.update(steps * prompts)
+def _advance(bar: Any, batches: int, steps: int) -> None:
+    bar.update(steps * batches)
