@@ -69,7 +69,7 @@ def other_runnable(loadavg: Path = LOADAVG) -> float:
     return max(0.0, statistics.median(counts))
 
 
-def plan_threads(environ: dict[str, str] | None = None) -> ThreadPlan:
+def plan_threads(environ: dict[str, str] | None = None, loadavg: Path = LOADAVG) -> ThreadPlan:
     """The thread count the policy picks now (see the module docstring)."""
     env = os.environ if environ is None else environ
     setting = env.get(THREADS_ENV, "auto").strip().lower() or "auto"
@@ -88,7 +88,7 @@ def plan_threads(environ: dict[str, str] | None = None) -> ThreadPlan:
     if env.get("OMP_NUM_THREADS", "").strip():
         return ThreadPlan(None, f"OMP_NUM_THREADS={env['OMP_NUM_THREADS'].strip()} (yours)")
     cores = usable_cores()
-    busy = other_runnable()
+    busy = other_runnable(loadavg)
     free = max(1, min(cores, int(cores - busy + 0.5)))
     return ThreadPlan(free, f"{cores} usable cores, {busy:g} other runnable tasks")
 
