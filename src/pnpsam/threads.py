@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +70,9 @@ def other_runnable(loadavg: Path = LOADAVG) -> float:
     return max(0.0, statistics.median(counts))
 
 
-def plan_threads(environ: dict[str, str] | None = None, loadavg: Path = LOADAVG) -> ThreadPlan:
+def plan_threads(
+    environ: MutableMapping[str, str] | None = None, loadavg: Path = LOADAVG
+) -> ThreadPlan:
     """The thread count the policy picks now (see the module docstring)."""
     env = os.environ if environ is None else environ
     setting = env.get(THREADS_ENV, "auto").strip().lower() or "auto"
@@ -93,7 +96,7 @@ def plan_threads(environ: dict[str, str] | None = None, loadavg: Path = LOADAVG)
     return ThreadPlan(free, f"{cores} usable cores, {busy:g} other runnable tasks")
 
 
-def apply_thread_policy(environ: dict[str, str] | None = None) -> ThreadPlan:
+def apply_thread_policy(environ: MutableMapping[str, str] | None = None) -> ThreadPlan:
     """Pick the thread count and apply it: ``OMP_WAIT_POLICY=PASSIVE`` (unless set) while torch
     is not yet imported, then ``torch.set_num_threads``. Returns the plan."""
     env = os.environ if environ is None else environ

@@ -134,7 +134,7 @@ def run_toy_comparison(
     steps: int,
     progress: bool = False,
     store: ToyEditStore | None = None,
-    on_pair: Callable[[list[dict[str, Any]], dict[str, list[np.ndarray]]], None] | None = None,
+    on_pair: Callable[[list[dict[str, Any]], dict[str, list[np.ndarray]]], object] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, list[np.ndarray]]]:
     """Run every method on every pair; returns (per-method summary rows, outputs by label).
 
