@@ -136,7 +136,14 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved: a change in the machine's load hits all alike
         for policy in policies:
             for condition, busy in (("idle", 0), ("busy", args.busy)):
-                runs.setdefault((policy, condition), []).append(measure(policy, busy, args))
+                result = measure(policy, busy, args)
+                runs.setdefault((policy, condition), []).append(result)
+                print(  # as it goes: on a shared machine a run may be stopped before the end
+                    f"  {policy} {condition}: {result['threads']} threads, edit "
+                    f"{result['edit_cpu_s']:.2f} CPU-s, process {result['process_cpu_s']:.2f} "
+                    f"CPU-s, wall {result['edit_wall_s']:.1f} s, load {result['load1']:.1f}",
+                    flush=True,
+                )
     medians = {}
     print(
         f"{'policy':<7}{'load':<6}{'threads':>8}{'edit CPU-s':>12}{'process CPU-s':>15}"
