@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0 -e ".[dev]"
 	touch $(STAMP)
+	@echo "installed: run $(BIN)/pnpsam (or 'source $(BIN)/activate', then pnpsam)"
 
 demo: $(STAMP)
 	$(BIN)/pnpsam demo --out out/demo
+	@echo "next: the README's quick start runs $(BIN)/pnpsam as written; or 'source $(BIN)/activate' and type pnpsam"
 
 browser:
 	@command -v chromium >/dev/null || { test "$$(id -u)" = 0 && $(CHROMIUM_INSTALL); } || \

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
+import pytest
 from PIL import Image
 
 from pnpsam.bench.toy import DEMO_METHODS, METHOD_NAMES
 from pnpsam.cli import main
 from pnpsam.toyworld.pairs import TOY_MODEL, toy_pairs
+from pnpsam.toyworld.world import COLORS
 
 
 def test_toy_pairs_change_colour_and_background_only() -> None:
@@ -45,3 +52,52 @@ def test_demo_writes_a_grid_and_a_table_with_every_method(tmp_path: Path) -> Non
     assert all(f"| {name} |" in table for name in names)
     assert report["set"] == "dev" and report["seed"] == 100
     assert "Paired differences to plain PnP" in table and "[" in table  # intervals
+
+
+def test_a_killed_demo_keeps_its_pairs_and_resumes_with_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--pairs", "3", "--steps", "2", "--device", "cpu"]
+    argv += ["--methods", "pnp,scheme1", "--quiet"]
+    entry = "import sys; from pnpsam.cli import main; sys.exit(main())"
+    env = {**os.environ, "PNPSAM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-c", entry, *argv], env=env)
+    deadline = time.monotonic() + 300
+    while not (out / "metrics.json").exists():  # written once the first pair is done
+        assert process.poll() is None and time.monotonic() < deadline, "no pair finished"
+        time.sleep(0.02)
+    process.kill()
+    process.wait()
+    partial = json.loads((out / "metrics.json").read_text())
+    assert not partial["complete"] and partial["pairs"] < 3 and partial["pairs_planned"] == 3
+    kept = (out / "edits.jsonl").read_text().splitlines()
+    assert 2 <= len(kept) < 6  # killed mid-way: some edits kept, not all made
+    images = {p: p.read_bytes() for p in (out / "images").rglob("*.png")}
+    assert Image.open(out / "grid.png").height > 64  # the partial grid
+
+    assert main(argv) == 0
+    assert f"{len(kept)} of 6 edits were made by an earlier run" in capsys.readouterr().err
+    lines = (out / "edits.jsonl").read_text().splitlines()
+    assert lines[: len(kept)] == kept and len(lines) == 6  # only the rest was edited
+    assert {json.loads(line)["pair"] for line in lines[len(kept) :]} <= {1, 2}
+    assert all(path.read_bytes() == data for path, data in images.items())
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["complete"] and report["pairs"] == 3
+    assert main(argv) == 0  # a finished demo: nothing edited again
+    assert len((out / "edits.jsonl").read_text().splitlines()) == 6
+
+
+def test_shipped_toy_photos_are_the_renders_and_their_masks(tmp_path: Path) -> None:
+    from pnpsam.toyworld.photos import MANIFEST, TOY_PHOTOS, TOY_PHOTOS_DIR, write_toy_photos
+
+    for fresh in write_toy_photos(tmp_path):
+        shipped = TOY_PHOTOS_DIR / fresh.relative_to(tmp_path)
+        assert shipped.read_bytes() == fresh.read_bytes(), shipped
+    for stem, (spec, _, prompts) in TOY_PHOTOS.items():
+        photo = np.asarray(Image.open(TOY_PHOTOS_DIR / f"{stem}.png"))
+        mask = np.asarray(Image.open(TOY_PHOTOS_DIR / "masks" / f"{stem}.png")) > 127
+        assert photo.shape == (64, 64, 3) and 0.05 < mask.mean() < 0.4
+        assert (photo[mask] == COLORS[spec.color]).all()  # the mask is exactly the subject
+        assert all(p.split()[2] == spec.shape for p in prompts)  # the shape kept, as PnP does
+    assert len((TOY_PHOTOS_DIR / MANIFEST).read_text().splitlines()) == len(TOY_PHOTOS)

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -591,3 +592,26 @@ def fingerprint(value: Any, length: int = 64, compact: bool = False) -> str:
     separators = (",", ":") if compact else None
     text = json.dumps(value, sort_keys=True, default=str, separators=separators)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+MAX_STEPS_ENV = "PNPSAM_MAX_STEPS"
+"""Environment variable: no command runs more than this many inversion or sampling steps (quick
+looks, and the README's examples in the test suite); unset or empty = no cap."""
+
+
+def capped_steps(steps: int) -> int:
+    """``steps`` lowered to ``PNPSAM_MAX_STEPS`` when that is set."""
+    raw = os.environ.get(MAX_STEPS_ENV, "").strip()
+    if not raw:
+        return steps
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{MAX_STEPS_ENV} must be a step count >= 1; got {raw!r}")
+    return min(steps, int(raw))
+
+
+def cap_steps(config: EditConfig) -> EditConfig:
+    """``config`` with its sampling and inversion steps lowered to ``PNPSAM_MAX_STEPS``."""
+    config.pnp.steps = capped_steps(config.pnp.steps)
+    if config.inversion.steps is not None:
+        config.inversion.steps = capped_steps(config.inversion.steps)
+    return config

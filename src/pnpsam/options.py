@@ -18,10 +18,12 @@ from pnpsam.config import (
     EditConfig,
     allowed_values,
     apply_preset,
+    cap_steps,
     config_for_model,
     load_yaml,
     merge_settings,
 )
+from pnpsam.toyworld.world import TOY_VOCABULARY  # NumPy only
 
 
 def _blocks(text: str) -> tuple[int, ...]:
@@ -77,7 +79,13 @@ class Option:
 
 
 OPTIONS = (
-    Option("--model", "model", "model", "hub id, local diffusers folder or .safetensors file"),
+    Option(
+        "--model",
+        "model",
+        "model",
+        "hub id, local diffusers folder or .safetensors file, or 'toy': the shipped toy-world "
+        f"model, offline ({TOY_VOCABULARY})",
+    ),
     Option("--revision", "model", "revision", "hub revision (branch, tag or commit)"),
     Option("--device", "model", "device", "where to run"),
     Option("--dtype", "model", "dtype", "weights/activations"),
@@ -190,8 +198,10 @@ OPTIONS = (
         "--background",
         "weaken",
         "background",
-        "scheme 3: keep, remove (fill 0), dim, mean (fill its mean colour) or blur the "
-        "background before inversion",
+        "before inversion: auto (the default) removes the background when a subject is given "
+        "(--point/--box/--subject/--mask: the subject-aware default) and keeps it otherwise; "
+        "the report's scheme 3: keep, remove (fill 0), dim, mean (fill its mean colour) or "
+        "blur",
     ),
     Option(
         "--dim-factor",
@@ -432,4 +442,4 @@ def resolve_config(
     merged = cfg.to_dict()
     for option, value in flags:
         merged[option.section][option.field] = value
-    return EditConfig.from_dict(merged).validate(), data
+    return cap_steps(EditConfig.from_dict(merged)).validate(), data

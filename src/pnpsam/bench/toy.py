@@ -7,8 +7,10 @@ background, and does the old clutter come back (``pnpsam.toyworld.pairs.score_to
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,6 +18,7 @@ from PIL import Image
 
 from pnpsam.config import EditConfig
 from pnpsam.methods import MethodSpec, run_method
+from pnpsam.paths import safe_name
 
 if TYPE_CHECKING:  # torch, SciPy, OpenCV: the demo's parser lists the methods without them
     from pnpsam.api import PnPEditor
@@ -59,12 +62,79 @@ def toy_base_config(editor: PnPEditor, steps: int) -> EditConfig:
     return cfg
 
 
+class ToyEditStore:
+    """Finished (pair, method) edits of a toy comparison, kept in a folder so a stopped run
+    resumes: ``images/<method>/<pair>.png`` (written atomically) and then one line per edit in
+    ``edits.jsonl`` (``key``, ``scores``, ``seconds``). An edit counts as done when a line with
+    its key exists and its image can be read; a torn last line or a lost image is edited again.
+
+    ``settings``: what decides every output besides the pair and the method (model, steps, ...);
+    the key of one edit is the digest of it, the method's spec and the pair's pixels and target.
+    """
+
+    ROWS = "edits.jsonl"
+
+    def __init__(self, folder: Path, settings: dict[str, Any]) -> None:
+        from pnpsam.outputs import read_json_lines  # torch: only when run
+
+        self.folder = folder
+        self.settings = settings
+        done = read_json_lines(folder / self.ROWS, ("key", "scores", "seconds"))
+        self._rows = {row["key"]: row for row in done}
+
+    def key(self, pair: ToyPair, spec: MethodSpec) -> str:
+        from pnpsam.config import fingerprint
+        from pnpsam.imageio import image_digest  # torch: only when run
+
+        pair_id = [image_digest(pair.image), pair.target.caption]
+        return fingerprint([self.settings, spec.label, pair_id])
+
+    def image_path(self, index: int, spec: MethodSpec) -> Path:
+        return self.folder / "images" / safe_name(spec.label) / f"{index:03d}.png"
+
+    def get(
+        self, index: int, pair: ToyPair, spec: MethodSpec
+    ) -> tuple[np.ndarray, dict[str, float], float] | None:
+        """(output HxWx3 uint8, scores, seconds) of a finished edit, or None."""
+        row = self._rows.get(self.key(pair, spec))
+        path = self.image_path(index, spec)
+        if row is None or not path.is_file():
+            return None
+        try:
+            with Image.open(path) as image:
+                output = np.asarray(image.convert("RGB"))
+        except OSError:  # unreadable: edit it again
+            return None
+        return output, row["scores"], float(row["seconds"])
+
+    def put(
+        self,
+        index: int,
+        pair: ToyPair,
+        spec: MethodSpec,
+        output: np.ndarray,
+        scores: dict[str, float],
+        seconds: float,
+    ) -> None:
+        """Keep one finished edit: its image first, then its line (the line makes it count)."""
+        from pnpsam.imageio import save_png
+        from pnpsam.outputs import append_lines
+
+        save_png(Image.fromarray(output), self.image_path(index, spec))
+        row = {"key": self.key(pair, spec), "pair": index, "method": spec.label}
+        row.update(scores=scores, seconds=seconds)
+        append_lines(self.folder / self.ROWS, [json.dumps(row)])
+        self._rows[row["key"]] = row
+
+
 def run_toy_comparison(
     editor: PnPEditor,
     pairs: Sequence[ToyPair],
     methods: Sequence[MethodSpec],
     steps: int,
     progress: bool = False,
+    store: ToyEditStore | None = None,
+    on_pair: Callable[[list[dict[str, Any]], dict[str, list[np.ndarray]]], object] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, list[np.ndarray]]]:
     """Run every method on every pair; returns (per-method summary rows, outputs by label).
 
@@ -72,7 +142,9 @@ def run_toy_comparison(
     and ``per_pair``: the scores of every pair, in ``pairs`` order (for intervals and paired
     differences, see :func:`toy_summary`). Pairs run in the outer loop, so methods that invert
     the same pixels share one inversion. ``progress``: a bar over the edits (pairs x methods)
-    with an ETA, on stderr.
+    with an ETA, on stderr. ``store``: edits finished earlier are taken from it and every new
+    one is kept in it as soon as it is made. ``on_pair(rows, outputs)``: called after each pair
+    with the rows and outputs of the pairs so far (to write partial results).
     """
     from tqdm.auto import tqdm
 
@@ -84,31 +156,55 @@ def run_toy_comparison(
     outputs: dict[str, list[np.ndarray]] = {spec.label: [] for spec in methods}
     scores: dict[str, list[dict[str, float]]] = {spec.label: [] for spec in methods}
     seconds = dict.fromkeys(outputs, 0.0)
-    for pair in pairs:
+    for index, pair in enumerate(pairs):
         image = Image.fromarray(pair.image)
         for spec, config in zip(methods, configs, strict=True):
-            started = time.perf_counter()
-            result = run_method(
-                spec, editor, image, pair.subject.astype(np.float32), [pair.target.caption], config
-            )
-            seconds[spec.label] += time.perf_counter() - started
-            output = np.asarray(result.images[0].convert("RGB"))
+            kept = store.get(index, pair, spec) if store is not None else None
+            if kept is not None:
+                output, score, took = kept
+            else:
+                started = time.perf_counter()
+                result = run_method(
+                    spec,
+                    editor,
+                    image,
+                    pair.subject.astype(np.float32),
+                    [pair.target.caption],
+                    config,
+                )
+                took = time.perf_counter() - started
+                output = np.asarray(result.images[0].convert("RGB"))
+                score = score_toy_edit(pair, output)
+                if store is not None:
+                    store.put(index, pair, spec, output, score, took)
+            seconds[spec.label] += took
             outputs[spec.label].append(output)
-            scores[spec.label].append(score_toy_edit(pair, output))
+            scores[spec.label].append(score)
             bar.update()
+        if on_pair is not None:
+            on_pair(_method_rows(methods, scores, seconds, index + 1), outputs)
     bar.close()
+    return _method_rows(methods, scores, seconds, len(pairs)), outputs
+
+
+def _method_rows(
+    methods: Sequence[MethodSpec],
+    scores: dict[str, list[dict[str, float]]],
+    seconds: dict[str, float],
+    pairs: int,
+) -> list[dict[str, Any]]:
     rows = []
     for spec in methods:
-        mine = scores[spec.label]
+        mine = list(scores[spec.label])
         row: dict[str, Any] = {
             "method": METHOD_NAMES.get(spec.label, spec.label),
             "spec": spec.label,
         }
         row.update({key: float(np.mean([s[key] for s in mine])) for key in SCORE_KEYS})
-        row["seconds_per_edit"] = seconds[spec.label] / len(pairs)
+        row["seconds_per_edit"] = seconds[spec.label] / pairs
         row["per_pair"] = mine
         rows.append(row)
-    return rows, outputs
+    return rows
 
 
 def toy_summary(

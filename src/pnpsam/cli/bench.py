@@ -58,7 +58,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="run editing methods over a dataset; metrics table, trade-off plot, image grid",
         description="Run each method over the dataset (a JSONL/CSV manifest, a PnP TI2I yaml "
         "or a PIE-Bench folder) and write per-item images, rows.jsonl, summary.md/.csv (mean "
-        "and 95% CI per method), tradeoff.png and grid.png. Re-running skips finished items.",
+        "and 95% CI per method), grid.png and, with metrics, tradeoff.png. Re-running skips "
+        "finished items. The metrics need DINO and CLIP weights (a download); offline, "
+        "--no-metrics writes the images, timings and grid.",
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--dataset", required=True, help="manifest, TI2I yaml or PIE-Bench dir")
@@ -78,7 +80,11 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--config", help="YAML/JSON edit config (model/preprocess/inversion/pnp)")
     add_options(parser, EDIT_OPTIONS)
     metrics = parser.add_argument_group("metrics")
-    metrics.add_argument("--no-metrics", action="store_true", help="images and timings only")
+    metrics.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="images, timings and grid only (no metric models, no tradeoff.png)",
+    )
     metrics.add_argument("--metrics-device", default=None, help="default: the editor's device")
     metrics.add_argument("--dino-model", default=StructureDistanceConfig.model_id)
     metrics.add_argument("--clip-model", default=ClipScoreConfig.model_id)

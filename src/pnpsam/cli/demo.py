@@ -1,21 +1,26 @@
 """``pnpsam demo``: every method side by side on toy-world photos, with measured meaning.
 
 Writes ``grid.png`` (labelled: rows = source/prompt pairs, columns = methods) and
-``metrics.md`` / ``metrics.json`` (one row per method, means over the pairs).
+``metrics.md`` / ``metrics.json`` (one row per method, means over the pairs), all three again
+after every pair (so a stopped run leaves the pairs it finished), and keeps every edit in
+``images/`` and ``edits.jsonl``: a re-run with the same model and steps resumes where it
+stopped, and a larger ``--pairs`` adds only the new pairs.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from pnpsam.bench.toy import DEMO_METHODS, METHOD_NAMES, TOY_SETS
-from pnpsam.config import TOY_MODEL_DIR, Device, ModelConfig, model_defaults
+from pnpsam.config import TOY_MODEL_DIR, Device, ModelConfig, capped_steps, model_defaults
 from pnpsam.methods import parse_methods
 from pnpsam.options import HelpFormatter
+from pnpsam.toyworld.world import TOY_VOCABULARY
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,14 +60,19 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser = subparsers.add_parser(
         "demo",
         help="compare every method on toy-world images, offline (start here)",
-        description="Runs plain PnP, no injection, the report's schemes 1-3 and mask-aware "
-        "injection on cluttered toy-world photos with the shipped toy model, then writes a "
-        "labelled comparison grid (grid.png) and a metrics table (metrics.md, metrics.json).",
+        description="Runs the subject-aware default (method 'subject'), fresh noise, no "
+        "injection, plain PnP, the report's schemes 1-3 and mask-aware injection on cluttered "
+        "toy-world photos with the shipped toy model, then writes a labelled comparison grid "
+        "(grid.png) and a metrics table (metrics.md, metrics.json), updated after every pair. "
+        "Every edit is kept (images/, edits.jsonl): a stopped run resumes where it stopped. "
+        "A quick look: --pairs 2 --steps 10.",
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--out", default="out/demo", help="output folder")
     parser.add_argument(
-        "--model", default=str(TOY_MODEL), help="toy-world model folder ('toy': the shipped one)"
+        "--model",
+        default=str(TOY_MODEL),
+        help=f"toy-world model folder ('toy': the shipped one: {TOY_VOCABULARY})",
     )
     parser.add_argument("--pairs", type=int, default=6, help="source/target pairs")
     parser.add_argument("--steps", type=int, default=50, help="inversion and sampling steps")
@@ -90,8 +100,7 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 def run_demo(args: argparse.Namespace) -> int:
     # imported here, not at the top: they load torch, and `pnpsam --help` should not wait
     from pnpsam.api import PnPEditor
-    from pnpsam.bench.toy import metrics_markdown, run_toy_comparison, toy_summary
-    from pnpsam.imageio import atomic_write, save_json, save_png
+    from pnpsam.bench.toy import ToyEditStore, run_toy_comparison
     from pnpsam.outputs import check_writable
     from pnpsam.toyworld.pairs import toy_pairs
 
@@ -99,37 +108,84 @@ def run_demo(args: argparse.Namespace) -> int:
         raise ValueError(f"--pairs must be >= 1; got {args.pairs}")
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1; got {args.steps}")
+    args.steps = capped_steps(args.steps)
     methods = parse_methods(args.methods)
-    check_writable(Path(args.out))  # a read-only --out fails now, not after every edit
+    out = Path(args.out)
+    check_writable(out)  # a read-only --out fails now, not after every edit
     editor = PnPEditor.from_pretrained(ModelConfig(model=args.model, device=args.device))
     editor.set_progress_bar_config(disable=True)
     seed = TOY_SETS[args.set] if args.set else args.seed
     pairs = toy_pairs(args.pairs, seed, change_background=not args.keep_background)
+    # what decides every edit besides the pair and the method: a change means editing again
+    store = ToyEditStore(
+        out, {"model": editor.model_info()["resolved_path"], "steps": args.steps, "v": 1}
+    )
+    done_before = sum(
+        store.get(i, pair, spec) is not None for i, pair in enumerate(pairs) for spec in methods
+    )
+    if done_before:
+        print(
+            f"pnpsam demo: resuming in {out}: {done_before} of {len(pairs) * len(methods)} edits "
+            "were made by an earlier run and are kept",
+            file=sys.stderr,
+        )
     started = time.perf_counter()
-    rows, outputs = run_toy_comparison(editor, pairs, methods, args.steps, not args.quiet)
+
+    def write(rows: list[dict[str, Any]], outputs: dict[str, list[np.ndarray]]) -> str:
+        return _write_results(args, out, pairs, seed, rows, outputs, time.perf_counter() - started)
+
+    rows, outputs = run_toy_comparison(
+        editor,
+        pairs,
+        methods,
+        args.steps,
+        not args.quiet,
+        store=store,
+        on_pair=write if len(pairs) > 1 else None,  # the partial grid and table, pair by pair
+    )
+    table = write(rows, outputs)
+    print(table)
+    print(f"wrote {out / 'grid.png'}, {out / 'metrics.md'}, {out / 'metrics.json'}")
+    return 0
+
+
+def _write_results(
+    args: argparse.Namespace,
+    out: Path,
+    pairs: Sequence[ToyPair],
+    seed: int,
+    rows: list[dict[str, Any]],
+    outputs: dict[str, list[np.ndarray]],
+    seconds: float,
+) -> str:
+    """Write grid.png, metrics.md and metrics.json for the pairs done so far; returns the table."""
+    from pnpsam.bench.toy import metrics_markdown, toy_summary
+    from pnpsam.imageio import atomic_write, save_json, save_png
+
+    done = len(next(iter(outputs.values())))
     rows = toy_summary(rows)
-    out = Path(args.out)
-    save_png(comparison_grid(pairs, outputs), out / "grid.png")
+    save_png(comparison_grid(pairs[:done], outputs), out / "grid.png")
     targets = "colour" if args.keep_background else "colour and background"
     where = f"set {args.set}" if args.set else f"seed {seed}"
+    partial = "" if done == len(pairs) else f"; partial: {done} of {len(pairs)} pairs so far"
     table = metrics_markdown(
-        rows, len(pairs), f" ({where}, targets: {targets}, {args.steps} steps)"
+        rows, done, f" ({where}, targets: {targets}, {args.steps} steps{partial})"
     )
     atomic_write(out / "metrics.md", lambda tmp: tmp.write_text(table))
     save_json(
         {
             "model": args.model,
-            "pairs": len(pairs),
+            "pairs": done,
+            "pairs_planned": len(pairs),
+            "complete": done == len(pairs),
             "set": args.set,
             "seed": seed,
             "targets": targets,
             "steps": args.steps,
             "methods": rows,
-            "seconds": time.perf_counter() - started,
+            "seconds": seconds,
             "toy_edit_defaults": model_defaults(args.model),
         },
         out / "metrics.json",
     )
-    print(table)
-    print(f"wrote {out / 'grid.png'}, {out / 'metrics.md'}, {out / 'metrics.json'}")
-    return 0
+    return table

@@ -21,6 +21,7 @@ from pnpsam.cli.bench import add_bench_parser
 from pnpsam.cli.demo import add_demo_parser
 from pnpsam.cli.edit import add_edit_parser
 from pnpsam.options import join_negative_values, with_flags
+from pnpsam.threads import apply_thread_policy
 
 # The user's mistakes, as (module, class): printed as one line with exit status 2. Only modules
 # already imported are looked at (an error cannot come from a module never loaded), so the
@@ -98,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     try:
+        apply_thread_policy()  # before torch (and its thread pool) loads: see pnpsam.threads
         with _console(args.command, bool(getattr(args, "quiet", False))):
             return int(args.run(args))
     except Exception as err:

@@ -129,9 +129,9 @@ class RowCounter:
 
 @dataclass
 class ProgressBar:
-    """A step callback advancing a tqdm-like ``bar`` by the prompts each step served."""
+    """A step callback advancing a tqdm-like ``bar`` by one per denoising step (of a batch)."""
 
     bar: Any
 
     def __call__(self, step: int, timestep: int, tensors: StepTensors) -> None:
-        self.bar.update(int(tensors["latents"].shape[0]))
+        self.bar.update(1)

@@ -291,15 +291,17 @@ class PnPPipeline:
         if renoise_at == 0 and mask is not None:  # before the first step: at x_T
             start = self.renoise_background(start, mask, cfg)
         hooks = StepCallbacks([callback] if callback is not None else [])
+        chunk = cfg.prompt_batch_size or len(prompts)
         if renoise_at is not None and 0 < renoise_at < cfg.steps and mask is not None:
             hooks.callbacks.append(self._renoise_hook(renoise_at, mask, cfg))
         # 4. sample, chunk by chunk, with the injection installed once
         with (
             FeatureInjector(self.unet, plan.sites, settings) as injector,
             text_attention as subject_text,
-            self.sd.progress_bar(total=cfg.steps * len(prompts)) as bar,
+            # one tick per denoising step of a prompt batch (all prompts of a batch step together)
+            self.sd.progress_bar(total=cfg.steps * -(-len(prompts) // chunk)) as bar,
         ):
-            bar.set_description("edit")
+            bar.set_description("edit" if len(prompts) == 1 else f"edit ({len(prompts)} prompts)")
             hooks.callbacks.append(ProgressBar(bar))
             injector.features = features
 
@@ -320,7 +322,7 @@ class PnPPipeline:
                     self.unet, self.scheduler, injector, inverted, text, start, plan, hooks
                 )
 
-            results = chunks(len(prompts), cfg.prompt_batch_size or len(prompts), sample)
+            results = chunks(len(prompts), chunk, sample)
         return torch.cat(results)
 
     @staticmethod

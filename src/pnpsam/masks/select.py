@@ -44,6 +44,8 @@ from pnpsam.models.hub import ModelUnavailableError, check_available, unavailabl
 SAM_ADVICE = (
     "give a local SAM folder (--sam-model), a mask file (--mask), or allow the GrabCut fallback"
 )
+# the advice of the fallback warning: the fallback is already in use
+SAM_FALLBACK_ADVICE = "for a sharper mask give a local SAM folder (--sam-model) or a mask (--mask)"
 TEXT_ADVICE = (
     "give a local CLIPSeg / Grounding DINO folder (--text-model), clicks (--point) or a mask "
     "file (--mask)"
@@ -192,9 +194,10 @@ class MaskMaker:
                     raise
                 raise unavailable(cfg.sam_model, "SAM", SAM_ADVICE, error) from error
             details["sam_error"] = str(error)
+            reason = str(error).removesuffix(f"; {SAM_ADVICE}")  # it advises the fallback
             warnings.warn(
-                f"could not load SAM {cfg.sam_model!r} ({error}); using {fallback} instead, "
-                "which is much rougher than SAM",
+                f"could not load SAM {cfg.sam_model!r} ({reason}); using {fallback} instead, "
+                f"which is much rougher than SAM; {SAM_FALLBACK_ADVICE}",
                 SamUnavailableWarning,
                 stacklevel=4,
             )
@@ -223,7 +226,10 @@ class MaskMaker:
 
     def _from_clicks(self, image: np.ndarray, cfg: MaskConfig) -> SubjectMask:
         details: dict[str, Any] = {}
-        fallback = "OpenCV GrabCut seeded from the clicks"
+        if cfg.box is None:
+            fallback = "OpenCV GrabCut seeded from the clicks"
+        else:
+            fallback = "OpenCV GrabCut inside the box" + (" and its clicks" if cfg.points else "")
         segmenter = self._sam_or_fallback(image, cfg, fallback, details)
         if segmenter is None:
             mask = grabcut_from_prompts(image, cfg.points, cfg.neg_points, cfg.box)

@@ -14,12 +14,17 @@ import functools
 import os
 import socket
 import threading
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PROBE_TIMEOUT_S = 2.0  # a reachable hub answers a TCP connect in well under a second
 _TRUE = {"1", "true", "yes", "on"}
+
+
+class ModelDownloadWarning(UserWarning):
+    """A hub model is about to be downloaded (it is not in the local cache)."""
 
 
 class ModelUnavailableError(OSError, ValueError):
@@ -85,12 +90,21 @@ def check_available(model: str, what: str, advice: str, revision: str | None = N
     ``local_files_only=True`` (offline but cached: no network retries).
 
     ``what`` names the model's role ("SAM", "the text model"), ``advice`` what to do instead.
-    A local path is left to the loader (its own errors name the path).
+    Online, a model that is not cached gets a :class:`ModelDownloadWarning` (one line: it will
+    be downloaded, and ``advice``) before it loads. A local path is left to the loader (its own
+    errors name the path).
     """
     if is_local(model):
         return False
     reason = offline_reason()
     if reason is None:
+        if not is_cached(model, revision):  # said before the download starts, in one line
+            warnings.warn(
+                f"{what} {model!r} is not in the local hub cache and will be downloaded now; "
+                f"offline instead: {advice}",
+                ModelDownloadWarning,
+                stacklevel=2,
+            )
         return False
     if is_cached(model, revision):
         return True

@@ -26,7 +26,10 @@ class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message names the model and the reason."""
 
 
-MODEL_ADVICE = "give a local diffusers folder or .safetensors file as the model (--model)"
+MODEL_ADVICE = (
+    "give a local diffusers folder or .safetensors file as the model (--model), or use the "
+    "shipped toy-world model (--model toy)"
+)
 # Tensor-name prefixes of a Stable Diffusion UNet in the single-file layouts diffusers reads:
 # the original LDM checkpoint, and a diffusers UNet saved as one file.
 SD_UNET_PREFIXES = ("model.diffusion_model.", "unet.", "down_blocks.", "conv_in.")

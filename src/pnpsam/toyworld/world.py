@@ -41,6 +41,11 @@ BACKGROUNDS: tuple[str, ...] = tuple(BACKGROUND_STYLES)
 CAPTION_TEMPLATE = "a {color} {shape} on {background}"
 WORLD_WORDS: tuple[str, ...] = ("a", "on", *COLORS, *SHAPES, *BACKGROUNDS)
 """Every word a caption can contain (one tokenizer token each)."""
+TOY_VOCABULARY = (
+    f"64 px photos; prompts 'a COLOUR SHAPE on BACKGROUND' with colours {', '.join(COLORS)}; "
+    f"shapes {', '.join(SHAPES)}; backgrounds {', '.join(BACKGROUNDS)}"
+)
+"""What the toy model understands, in words (``--help`` of ``--model``, the README)."""
 
 
 @dataclass(frozen=True)
