@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
+from torch.utils.flop_counter import FlopCounterMode
 
 from pnpsam.toyworld import train as T
 from pnpsam.toyworld.model import (
@@ -137,6 +138,7 @@ def compare(args: argparse.Namespace) -> None:
         for name in names if repeat % 2 == 0 else names[::-1]:
             seconds, syncs[name] = _timed(device, loops[name], args.steps, args.sync_debug)
             times[name].append(seconds)
+            print(f"  repeat {repeat} {name}: {seconds:.4f} s/step", flush=True)
     print(
         f"toy v2 UNet step, device {device}, batch {args.batch}, {args.steps} steps x "
         f"{args.repeats} repeats, threads {torch.get_num_threads()}, bf16 {args.bf16}, "
@@ -177,6 +179,11 @@ def profile(args: argparse.Namespace) -> None:
     # take: the backward's autograd nodes call them too.
     leaves = [e for e in events if e.name.startswith("aten::") and not e.cpu_children]
     print(f"  leaf aten operators: {len(leaves) / args.steps:.0f} per step")
+    params = [*unet.parameters(), *text_encoder.parameters()]
+    print(f"  parameter tensors: {len(params)} ({sum(p.numel() for p in params) / 1e6:.2f} M)")
+    with FlopCounterMode(display=False) as flops:
+        T.train_unet(unet, text_encoder, latents, ids, empty, replace(cfg, unet_steps=1))
+    print(f"  matmul/conv/attention: {flops.get_total_flops() / 1e9:.1f} GFLOP per step")
 
 
 def main() -> None:
