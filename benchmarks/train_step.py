@@ -179,6 +179,15 @@ def profile(args: argparse.Namespace) -> None:
     # take: the backward's autograd nodes call them too.
     leaves = [e for e in events if e.name.startswith("aten::") and not e.cpu_children]
     print(f"  leaf aten operators: {len(leaves) / args.steps:.0f} per step")
+    by_phase: dict[str, int] = {}
+    for leaf in leaves:
+        parent = leaf.cpu_parent
+        while parent is not None and not parent.name.startswith("unet."):
+            parent = parent.cpu_parent
+        key = parent.name if parent is not None else "outside the phases"
+        by_phase[key] = by_phase.get(key, 0) + 1
+    for key, count in sorted(by_phase.items()):
+        print(f"    {key}: {count / args.steps:.0f} per step")
     params = [*unet.parameters(), *text_encoder.parameters()]
     print(f"  parameter tensors: {len(params)} ({sum(p.numel() for p in params) / 1e6:.2f} M)")
     with FlopCounterMode(display=False) as flops:

@@ -45,6 +45,28 @@ Judge accuracy on the VAE's own reconstructions of 300 fresh renders (colour / s
 Text-to-image (20 DDIM steps, guidance 4, 100 seeded captions, judged by ``toyworld.judge``):
 round 1 colour 0.77, shape 0.73, background 0.96, all three 0.61 (old judge); round 2 colour
 0.97, shape 0.90, background 1.0, all three 0.87.
+
+Toy v2 (``--latent-size 32``; not shipped, it is below the bar) was made on one NVIDIA H200 on
+2026-12-04 by a driver calling these stages (``../shared/toy_v2_training/``: driver, log, grid):
+render 40000 scenes 43 s on the machine's CPU; VAE 1200 steps at batch 64, 52 s, 27.1 dB;
+decoder 1000 steps at batch 64, 27 s, 29.5 dB; UNet + text encoder at batch 128, warm-up 300,
+cosine over 2400 steps, stopped by its time budget at step 1982 (260 s, 0.13 s/step); about 6
+GPU minutes. Text-to-image (100 captions, 25 steps, guidance 4): colour 0.92, shape 0.90,
+background 0.84, all three 0.73 against the bar 0.90 / 0.90 / 0.90 / 0.85
+(``evaluate.GENERATION_BAR``). That UNet loop drew every batch on the host and synchronised
+with the GPU six times a step (five blocking host-to-device copies and ``loss.item()``), so the
+host's drawing and kernel launching never overlapped the GPU's work; the loops now keep the data on
+the device, draw there and read the loss at log steps only (``benchmarks/train_step.py`` times
+the old loop against the new; on the CPU both compute the same, bit for bit). Continuing v2 is
+one device command, ``benchmarks/train_toy_v2_device.sh`` (8 minutes of UNet training from v2's
+EMA weights, then the evaluator and the bar check); it has not run on a GPU yet (no device was
+lent to the session that wrote it). On the CPU it is not worth it: at batch 128 with 2
+threads a UNet step took 6.0 s on the 2 cores when they were quiet (measured for
+``benchmarks/train_toy_v2.sh``) and 385 s on 2026-12-04 with six sessions sharing them (load
+about 20; ``benchmarks/train_step.py --threads 2 --batch 128 --steps 2 --loops new``), so the
+418 steps v2's schedule had left take 42 minutes at best and 45 hours as shared, and a
+continuation long enough to move the bar (thousands of steps; the v1 toy took 6000 at a quarter
+of the latent) takes 5 hours or more: v2 waits for a GPU.
 """
 
 from __future__ import annotations
