@@ -16,6 +16,14 @@ syncs per step that ``torch.cuda.set_sync_debug_mode`` reports. On the CPU both 
 the same numbers (nothing ever waited there), so a ratio near 1 is expected; the change is for
 the GPU, where each blocking copy or ``.item()`` drains the queue and the GPU idles while the
 host draws the next batch. Random weights: the time of a step does not depend on them.
+
+Measured here (2 shared CPU cores, load about 20, so times are inflated; 2026-12-04):
+batch 16, 1 thread: legacy 25.1 s/step, new 20.0 s/step (ranges 21-35 and 17-44: noise, the
+two compute the same). ``--profile --batch 1 --steps 2``: about 19900 leaf operators a step
+(forward 2400, backward 3900, optimiser phase 13000: the CPU's per-parameter AdamW and EMA over
+492 parameter tensors), 2.3 GFLOP of matmul/conv/attention per sample, so 0.3 TFLOP a step at
+batch 128. On the H200 that is milliseconds of arithmetic, while thousands of launches and six
+syncs a step cost about a hundred: the v2 run's 0.13 s/step was the host, not the GPU.
 """
 
 from __future__ import annotations
