@@ -23,7 +23,8 @@ two compute the same). ``--profile --batch 1 --steps 2``: about 19900 leaf opera
 (forward 2400, backward 3900, optimiser phase 13000: the CPU's per-parameter AdamW and EMA over
 492 parameter tensors), 2.3 GFLOP of matmul/conv/attention per sample, so 0.3 TFLOP a step at
 batch 128. On the H200 that is milliseconds of arithmetic, while thousands of launches and six
-syncs a step cost about a hundred: the v2 run's 0.13 s/step was the host, not the GPU.
+syncs a step cost on the order of 100 ms: the v2 run's 0.13 s/step was most likely the host
+(inferred here, not yet profiled on a GPU: run --sync-debug and --profile there).
 """
 
 from __future__ import annotations

@@ -11,6 +11,12 @@
 #     command:   bash benchmarks/train_toy_v2_device.sh
 #     carry:     [".whl", "toy_work/toy_v2"]
 #     timeout_s: 600
+# If device time is left (the machine stays warm 30 s), the loops' GPU timing and host syncs:
+#     command:   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+#                PYTHONPATH=src:/tmp/site python3 benchmarks/train_step.py --device cuda
+#                --batch 128 --steps 100 --repeats 3 --sync-debug   (one line)
+#     carry:     [".whl"]
+#     timeout_s: 300
 # Expected wall time on the H200 about 9 minutes (wheels 10 s, evaluation of the starting
 # model 20 s, render 40000 scenes on 16 processes ~5 s, encode ~5 s, UNet 8 min, evaluation
 # 20 s); with less device time left, prefix TRAIN_MINUTES=5. What comes back under $OUT (at most
