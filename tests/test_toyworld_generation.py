@@ -12,7 +12,9 @@ from safetensors.torch import load_file
 
 from pnpsam.toyworld.evaluate import (
     DEFAULT_MODEL_PATH,
+    GENERATION_BAR,
     GenerationConfig,
+    bar_check,
     generate,
     generation_accuracy,
     load_toy_pipeline,
@@ -99,3 +101,15 @@ def test_same_seed_different_caption_changes_what_is_drawn(pipe) -> None:
     assert [j.color for j in judged] == ["red", "blue"]
     assert [j.background for j in judged] == ["grass", "snow"]
     assert np.abs(images[0].astype(int) - images[1].astype(int)).mean() > 30
+
+
+def test_bar_check_names_each_missed_criterion() -> None:
+    v2 = {"color": 0.92, "shape": 0.90, "background": 0.84, "all": 0.73}  # toy v2 as trained
+    assert bar_check(v2) == [
+        "color 0.92 >= 0.90 ok",
+        "shape 0.90 >= 0.90 ok",
+        "background 0.84 >= 0.90 MISSED",
+        "all 0.73 >= 0.85 MISSED",
+        "bar not met",
+    ]
+    assert bar_check(dict.fromkeys(GENERATION_BAR, 0.95))[-1] == "bar met"

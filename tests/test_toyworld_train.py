@@ -4,14 +4,24 @@ Stable Diffusion folder, and a second round that continues the first without mov
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file
 
 from pnpsam.config import model_defaults
-from pnpsam.toyworld.train import main
+from pnpsam.toyworld.model import ToyModelConfig, build_text_encoder, build_tokenizer, build_unet
+from pnpsam.toyworld.train import (
+    TrainConfig,
+    _sized_steps,
+    main,
+    render_dataset,
+    tokenize,
+    train_unet,
+)
 
 _TINY = [
     "--dataset-size", "24", "--vae-steps", "2", "--vae-batch", "4", "--decoder-steps", "2",
@@ -91,3 +101,29 @@ def test_toy_v2_has_a_32x32_latent_with_the_paper_layer_at_8x8(tmp_path: Path) -
     for hook in hooks:
         hook.remove()
     assert (sizes["1.1"], sizes["2.0"], sizes["3.0"]) == (8, 16, 32)
+
+
+def test_rendering_in_processes_gives_the_same_dataset() -> None:
+    one, captions = render_dataset(9, seed=3)
+    two, captions_two = render_dataset(9, seed=3, workers=2)
+    assert captions == captions_two and np.array_equal(one, two)
+    assert len({img.tobytes() for img in one}) == 9  # each scene drawn with its own seed
+
+
+def test_a_time_budget_sizes_the_unet_schedule_at_the_end_of_warm_up() -> None:
+    model_cfg = ToyModelConfig()
+    tokenizer = build_tokenizer(model_cfg)
+    torch.manual_seed(0)
+    unet, text_encoder = build_unet(model_cfg), build_text_encoder(model_cfg, tokenizer)
+    ids = tokenize(tokenizer, ["a red circle on grass", "a blue square on snow"])
+    cfg = replace(TrainConfig(), unet_steps=40, unet_batch=2, warmup_steps=10, save_every=100)
+    saves: list[int] = []
+    unet_ema, _ = train_unet(
+        unet, text_encoder, torch.randn(4, 4, 16, 16), ids[[0, 1, 0, 1]],
+        tokenize(tokenizer, [""])[0], cfg, on_save=lambda step, *_: saves.append(step),
+        budget_s=0.0,
+    )  # fmt: skip
+    # No time left after warm-up: the run takes the step it is on, saves and ends there.
+    assert saves == [11] and unet_ema.optimization_step == 11
+    assert _sized_steps(cfg, budget_s=60.0, elapsed_s=10.0, s_per_step=0.5, done=10) == 40
+    assert _sized_steps(cfg, budget_s=60.0, elapsed_s=10.0, s_per_step=2.0, done=10) == 35

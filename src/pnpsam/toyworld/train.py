@@ -45,17 +45,42 @@ Judge accuracy on the VAE's own reconstructions of 300 fresh renders (colour / s
 Text-to-image (20 DDIM steps, guidance 4, 100 seeded captions, judged by ``toyworld.judge``):
 round 1 colour 0.77, shape 0.73, background 0.96, all three 0.61 (old judge); round 2 colour
 0.97, shape 0.90, background 1.0, all three 0.87.
+
+Toy v2 (``--latent-size 32``; not shipped, it is below the bar) was made on one NVIDIA H200 on
+2026-12-04 by a driver calling these stages (``../shared/toy_v2_training/``: driver, log, grid):
+render 40000 scenes 43 s on the machine's CPU; VAE 1200 steps at batch 64, 52 s, 27.1 dB;
+decoder 1000 steps at batch 64, 27 s, 29.5 dB; UNet + text encoder at batch 128, warm-up 300,
+cosine over 2400 steps, stopped by its time budget at step 1982 (260 s, 0.13 s/step); about 6
+GPU minutes. Text-to-image (100 captions, 25 steps, guidance 4): colour 0.92, shape 0.90,
+background 0.84, all three 0.73 against the bar 0.90 / 0.90 / 0.90 / 0.85
+(``evaluate.GENERATION_BAR``). That UNet loop drew every batch on the host and synchronised
+with the GPU six times a step (five blocking host-to-device copies and ``loss.item()``), so the
+host's drawing and kernel launching never overlapped the GPU's work; the loops now keep the data on
+the device, draw there and read the loss at log steps only (``benchmarks/train_step.py`` times
+the old loop against the new; on the CPU both compute the same, bit for bit). Continuing v2 is
+one device command, ``benchmarks/train_toy_v2_device.sh`` (8 minutes of UNet training from v2's
+EMA weights, then the evaluator and the bar check); it has not run on a GPU yet (no device was
+lent to the session that wrote it). On the CPU it is not worth it: at batch 128 with 2
+threads a UNet step took 6.0 s on the 2 cores when they were quiet (measured for
+``benchmarks/train_toy_v2.sh``) and 385 s on 2026-12-04 with six sessions sharing them (load
+about 20; ``benchmarks/train_step.py --threads 2 --batch 128 --steps 2 --loops new``), so the
+418 steps v2's schedule had left take 42 minutes at best and 45 hours as shared, and a
+continuation long enough to move the bar (thousands of steps; the v1 toy took 6000 at a quarter
+of the latent) takes 5 hours or more: v2 waits for a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import logging
 import math
+import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +101,7 @@ from pnpsam.toyworld.model import (
     build_vae,
     fold_latent_stats,
 )
-from pnpsam.toyworld.world import render, sample_specs
+from pnpsam.toyworld.world import SceneSpec, render, sample_specs
 
 LOG = logging.getLogger("pnpsam.toyworld.train")
 
@@ -106,16 +131,75 @@ class TrainConfig:
     log_every: int = 100
 
 
-def render_dataset(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
-    """``n`` rendered scenes: (Nx64x64x3 uint8 images, N captions)."""
+@dataclass(frozen=True)
+class DeviceOptions:
+    """How the stages use the training device. Not part of the recipe: with the defaults a CPU
+    run computes exactly what it did before these options existed."""
+
+    bf16: bool = False  # autocast forward passes to bfloat16; off until its quality is measured
+    compile: bool = False  # torch.compile the UNet (the first steps pay for the compilation)
+
+
+def _render_range(job: tuple[list[SceneSpec], int, int]) -> np.ndarray:
+    """Render ``specs`` whose first one is scene number ``first`` of the dataset seeded ``seed``."""
+    specs, seed, first = job
+    return np.stack([render(spec, seed * 1_000_003 + first + i)[0] for i, spec in enumerate(specs)])
+
+
+def render_dataset(n: int, seed: int, workers: int = 1) -> tuple[np.ndarray, list[str]]:
+    """``n`` rendered scenes: (Nx64x64x3 uint8 images, N captions). Each scene has its own seed,
+    so ``workers`` processes give the same pixels as one (a GPU machine's spare cores)."""
     specs = sample_specs(n, seed)
-    images = np.stack([render(spec, seed * 1_000_003 + i)[0] for i, spec in enumerate(specs)])
-    return images, [spec.caption for spec in specs]
+    chunk = max(1, -(-n // (4 * workers)))
+    jobs = [(specs[i : i + chunk], seed, i) for i in range(0, n, chunk)]
+    if workers <= 1:
+        parts = [_render_range(job) for job in jobs]
+    else:
+        # fork: the workers need only NumPy and the renderer, nothing to import again.
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            parts = list(pool.map(_render_range, jobs))
+    return np.concatenate(parts), [spec.caption for spec in specs]
 
 
-def to_model_range(images: np.ndarray) -> torch.Tensor:
-    """NxHxWx3 uint8 -> Nx3xHxW float32 in [-1, 1] (the VAE's input range)."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+def to_model_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """NxHxWx3 uint8 (array, or tensor on any device) -> Nx3xHxW float32 in [-1, 1] (the VAE's
+    input range), on the input's device."""
+    return torch.as_tensor(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def _configure_device(device: torch.device) -> None:
+    """CUDA: TF32 matmuls/convolutions and cuDNN autotuning (every step has the same shapes)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+
+def _adamw(
+    params: Sequence[torch.nn.Parameter], lr: float, weight_decay: float, device: torch.device
+) -> torch.optim.AdamW:
+    """AdamW, fused into one kernel on CUDA (the CPU keeps its default, bit for bit)."""
+    fused = True if device.type == "cuda" else None
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+
+
+def _autocast(device: torch.device, opts: DeviceOptions) -> contextlib.AbstractContextManager[None]:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16)
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work (only for timings: the loops themselves never wait)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def _phase(name: str) -> Iterator[None]:
+    """A label for ``torch.profiler`` traces (benchmarks/train_step.py); free when not profiled."""
+    with torch.profiler.record_function(name):
+        yield
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
@@ -146,22 +230,30 @@ def _device_of(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def train_vae(vae: AutoencoderKL, images: np.ndarray, cfg: TrainConfig) -> None:
-    """Train ``vae`` in place on random batches of ``images`` (NxHxWx3 uint8), on its device
-    (random draws stay on the CPU generator, so a seed gives the same batches anywhere)."""
+def train_vae(
+    vae: AutoencoderKL, images: np.ndarray, cfg: TrainConfig, opts: DeviceOptions = DeviceOptions()
+) -> None:
+    """Train ``vae`` in place on random batches of ``images`` (NxHxWx3 uint8) on its device.
+
+    The images move to the device once and every draw is made there, from a generator on that
+    device (so the CPU gives the same batches as before; a GPU gives its own stream); the loss
+    is read back only at log steps.
+    """
     device = _device_of(vae)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    data = torch.from_numpy(images).to(device)
+    opt = _adamw(list(vae.parameters()), cfg.vae_lr, 0.0, device)
     vae.train()
     start = time.time()
     for step in range(cfg.vae_steps):
         _set_lr(opt, cfg.vae_lr, step, cfg.vae_steps, cfg.warmup_steps)
-        idx = torch.randint(len(images), (cfg.vae_batch,), generator=gen).numpy()
-        x = to_model_range(images[idx]).to(device)
-        posterior = vae.encode(x).latent_dist
-        eps = torch.randn(posterior.mean.shape, generator=gen).to(device)
-        z = posterior.mean + posterior.std * eps
-        recon = vae.decode(z).sample
+        idx = torch.randint(len(data), (cfg.vae_batch,), generator=gen, device=device)
+        x = to_model_range(data[idx])
+        with _autocast(device, opts):
+            posterior = vae.encode(x).latent_dist
+            eps = torch.randn(posterior.mean.shape, generator=gen, device=device)
+            z = posterior.mean + posterior.std * eps
+            recon = vae.decode(z).sample.float()
         kl = posterior.kl().mean()
         loss = _reconstruction_loss(recon, x) + cfg.vae_kl_weight * kl
         opt.zero_grad(set_to_none=True)
@@ -177,26 +269,33 @@ def train_vae(vae: AutoencoderKL, images: np.ndarray, cfg: TrainConfig) -> None:
 
 
 def finetune_decoder(
-    vae: AutoencoderKL, latents: torch.Tensor, images: np.ndarray, cfg: TrainConfig
+    vae: AutoencoderKL,
+    latents: torch.Tensor,
+    images: np.ndarray,
+    cfg: TrainConfig,
+    opts: DeviceOptions = DeviceOptions(),
 ) -> None:
-    """Train only ``post_quant_conv`` + decoder on (latents Nx4xhxw, images NxHxWx3 uint8).
+    """Train only ``post_quant_conv`` + decoder on (latents Nx4xhxw, images NxHxWx3 uint8),
+    with the data on the device and draws made there (as in :func:`train_vae`).
 
     The encoder is untouched, so latents (and a UNet trained on them) stay valid: this stage
     can run before, after or beside UNet training with the same result.
     """
-    gen = torch.Generator().manual_seed(cfg.seed + 3)
     device = _device_of(vae)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 3)
+    data, latents = torch.from_numpy(images).to(device), latents.to(device)
     params = [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg.vae_lr, weight_decay=0.0)
+    opt = _adamw(params, cfg.vae_lr, 0.0, device)
     vae.train()
     start = time.time()
     for step in range(cfg.decoder_steps):
         _set_lr(opt, cfg.vae_lr, step, cfg.decoder_steps, cfg.warmup_steps)
-        idx = torch.randint(len(images), (cfg.vae_batch,), generator=gen)
-        x = to_model_range(images[idx.numpy()]).to(device)
-        z = latents[idx] + cfg.decoder_latent_noise * torch.randn(latents[idx].shape, generator=gen)
-        z = z.to(device)
-        recon = vae.decode(z).sample
+        idx = torch.randint(len(data), (cfg.vae_batch,), generator=gen, device=device)
+        x = to_model_range(data[idx])
+        z0 = latents[idx]
+        z = z0 + cfg.decoder_latent_noise * torch.randn(z0.shape, generator=gen, device=device)
+        with _autocast(device, opts):
+            recon = vae.decode(z).sample.float()
         loss = _reconstruction_loss(recon, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -232,6 +331,15 @@ def tokenize(tokenizer: CLIPTokenizer, captions: Sequence[str]) -> torch.Tensor:
     ).input_ids
 
 
+def _sized_steps(
+    cfg: TrainConfig, budget_s: float, elapsed_s: float, s_per_step: float, done: int
+) -> int:
+    """Step count whose remaining steps fit ``budget_s`` at the measured ``s_per_step``."""
+    left = max(0.0, budget_s - elapsed_s)
+    # At least the step being taken, so the run ends with its last save.
+    return max(done + 1, min(cfg.unet_steps, done + int(left / max(s_per_step, 1e-9))))
+
+
 def train_unet(
     unet: UNet2DConditionModel,
     text_encoder: CLIPTextModel,
@@ -241,66 +349,102 @@ def train_unet(
     cfg: TrainConfig,
     on_save: Callable[[int, EMAModel, EMAModel], None] | None = None,
     deadline: float | None = None,
+    budget_s: float | None = None,
+    opts: DeviceOptions = DeviceOptions(),
 ) -> tuple[EMAModel, EMAModel]:
-    """Train UNet + text encoder jointly on (latents Nx4xhxw, token_ids NxL); returns their EMAs.
+    """Train UNet + text encoder jointly on (latents Nx4xhxw, token_ids NxL); returns their EMAs
+    (which start from the given weights: a resumed run's EMA starts at the resumed model).
+
+    The latents and token ids move to the UNet's device once; batch indices, caption dropout,
+    noise and timesteps are drawn there from a generator on that device, and the loss is summed
+    there and read back only at log steps, so the host queues steps without waiting for the GPU.
+    On the CPU the draws are the same as when they were made on the host.
 
     ``on_save(step, unet_ema, text_ema)`` is called every ``cfg.save_every`` steps and at the end.
-    ``deadline`` (a ``time.time()`` value) is a guard for shared machines: past it, training
-    saves and stops early (then the run is no longer reproducible from ``--unet-steps``).
+    ``budget_s``: train for about this many seconds: at the end of warm-up (at least 10 steps
+    in) the step count is cut to what the measured s/step fits, ``cfg.unet_steps`` at most, and
+    the cosine schedule runs over that count (warm-up does not depend on it). ``deadline`` (a
+    ``time.time()`` value) is a guard for shared machines: past it, training saves and stops
+    early (then the run is no longer reproducible from ``--unet-steps``).
     """
     noise_sched = DDPMScheduler.from_config(build_scheduler().config)
+    device = _device_of(unet)
     alphas_cumprod = noise_sched.alphas_cumprod
     snr = alphas_cumprod / (1.0 - alphas_cumprod)
     # Min-SNR-gamma weight for the epsilon objective: min(snr, gamma) / snr.
-    loss_weight = torch.clamp(snr, max=cfg.min_snr_gamma) / snr
-    device = _device_of(unet)
-    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    loss_weight = (torch.clamp(snr, max=cfg.min_snr_gamma) / snr).to(device)
+    num_timesteps = noise_sched.config.num_train_timesteps
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)
+    latents, token_ids = latents.to(device), token_ids.to(device)
+    empty_ids = empty_ids.to(device)
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-2)
-    unet_ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
-    text_ema = EMAModel(text_encoder.parameters(), decay=cfg.ema_decay)
+    opt = _adamw(params, cfg.unet_lr, 1e-2, device)
+    # foreach on CUDA: two kernels for all shadow parameters instead of three per parameter
+    # (the CPU keeps the per-parameter update: foreach's fused alpha rounds differently).
+    foreach = device.type == "cuda"
+    unet_ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, foreach=foreach)
+    text_ema = EMAModel(text_encoder.parameters(), decay=cfg.ema_decay, foreach=foreach)
+    forward = torch.compile(unet) if opts.compile else unet
     unet.train()
     text_encoder.train()
+    total = cfg.unet_steps
+    size_at = max(cfg.warmup_steps, 10) if budget_s is not None else None
     start = time.time()
-    running = 0.0
+    timed_from = (0, start)
+    running = torch.zeros((), device=device)
     for step in range(cfg.unet_steps):
-        _set_lr(opt, cfg.unet_lr, step, cfg.unet_steps, cfg.warmup_steps)
-        idx = torch.randint(len(latents), (cfg.unet_batch,), generator=gen)
-        x0 = latents[idx]
-        ids = token_ids[idx].clone()
-        drop = torch.rand(cfg.unet_batch, generator=gen) < cfg.caption_dropout
-        ids[drop] = empty_ids
-        noise = torch.randn(x0.shape, generator=gen)
-        noise += cfg.offset_noise * torch.randn((*x0.shape[:2], 1, 1), generator=gen)
-        t = torch.randint(
-            0, noise_sched.config.num_train_timesteps, (cfg.unet_batch,), generator=gen
-        )
-        noisy = noise_sched.add_noise(x0, noise, t)
-        context = text_encoder(ids.to(device))[0]
-        pred = unet(noisy.to(device), t.to(device), encoder_hidden_states=context).sample
-        per_sample = F.mse_loss(pred, noise.to(device), reduction="none").mean(dim=(1, 2, 3))
-        loss = (per_sample * loss_weight[t].to(device)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        unet_ema.step(unet.parameters())
-        text_ema.step(text_encoder.parameters())
-        running += loss.item()
+        if step == total:
+            break
+        if size_at is not None and step in (size_at // 2, size_at):
+            _sync(device)
+            if step == size_at // 2:
+                timed_from = (step, time.time())
+            else:
+                s_per_step = (time.time() - timed_from[1]) / max(1, step - timed_from[0])
+                total = _sized_steps(cfg, budget_s or 0.0, time.time() - start, s_per_step, step)
+                LOG.info(
+                    "unet: %.4f s/step after %d steps; %d steps fit %.0f s",
+                    s_per_step, step, total, budget_s,
+                )  # fmt: skip
+        _set_lr(opt, cfg.unet_lr, step, total, cfg.warmup_steps)
+        with _phase("unet.draw"):
+            idx = torch.randint(len(latents), (cfg.unet_batch,), generator=gen, device=device)
+            x0 = latents[idx]
+            drop = torch.rand(cfg.unet_batch, generator=gen, device=device) < cfg.caption_dropout
+            ids = torch.where(drop[:, None], empty_ids, token_ids[idx])
+            noise = torch.randn(x0.shape, generator=gen, device=device)
+            offset = torch.randn((*x0.shape[:2], 1, 1), generator=gen, device=device)
+            noise += cfg.offset_noise * offset
+            t = torch.randint(0, num_timesteps, (cfg.unet_batch,), generator=gen, device=device)
+            noisy = noise_sched.add_noise(x0, noise, t)
+        with _phase("unet.forward"), _autocast(device, opts):
+            context = text_encoder(ids)[0]
+            pred = forward(noisy, t, encoder_hidden_states=context).sample
+        per_sample = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
+        loss = (per_sample * loss_weight[t]).mean()
+        with _phase("unet.backward"):
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        with _phase("unet.optimizer"):
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            unet_ema.step(unet.parameters())
+            text_ema.step(text_encoder.parameters())
+        running += loss.detach()
         if (step + 1) % cfg.log_every == 0:
             elapsed = time.time() - start
             LOG.info(
-                "unet step %d/%d loss %.4f lr %.2e (%.0f s, %.2f s/step)",
-                step + 1, cfg.unet_steps, running / cfg.log_every, opt.param_groups[0]["lr"],
+                "unet step %d/%d loss %.4f lr %.2e (%.0f s, %.3f s/step)",
+                step + 1, total, running.item() / cfg.log_every, opt.param_groups[0]["lr"],
                 elapsed, elapsed / (step + 1),
             )  # fmt: skip
-            running = 0.0
-        last = step + 1 == cfg.unet_steps
+            running.zero_()
+        last = step + 1 == total
         out_of_time = deadline is not None and time.time() > deadline
         if on_save is not None and ((step + 1) % cfg.save_every == 0 or last or out_of_time):
             on_save(step + 1, unet_ema, text_ema)
         if out_of_time:
-            LOG.warning("deadline reached: stopped after %d of %d steps", step + 1, cfg.unet_steps)
+            LOG.warning("deadline reached: stopped after %d of %d steps", step + 1, total)
             break
     return unet_ema, text_ema
 
@@ -374,6 +518,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--stop-after-minutes", type=float, default=None, help="save and stop the UNet stage early"
     )
+    parser.add_argument(
+        "--unet-minutes",
+        type=float,
+        default=None,
+        help="size the UNet stage's step count (at most --unet-steps) from its measured s/step "
+        "so that its whole cosine schedule fits this many minutes",
+    )
+    parser.add_argument(
+        "--render-workers", type=int, default=1, help="processes rendering the dataset"
+    )
+    parser.add_argument(
+        "--bf16", action="store_true", help="bfloat16 autocast (quality not yet measured)"
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet")
     args = parser.parse_args(argv)
     cfg = TrainConfig(**{k: getattr(args, k) for k in vars(defaults)})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -382,9 +540,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     LOG.info("config %s", cfg)
     model_cfg = ToyModelConfig.for_latent(args.latent_size)
     device = torch.device(args.device)
+    _configure_device(device)
+    opts = DeviceOptions(bf16=args.bf16, compile=args.compile)
 
     t0 = time.time()
-    images, captions = render_dataset(cfg.dataset_size, cfg.seed)
+    images, captions = render_dataset(cfg.dataset_size, cfg.seed, args.render_workers)
     LOG.info("stage render: %d scenes took %.0f s", len(images), time.time() - t0)
 
     # The VAE and the encoded dataset are cached in --work-dir so the UNet stage can be rerun
@@ -402,7 +562,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if args.vae_resume is None
             else AutoencoderKL.from_pretrained(args.vae_resume)
         ).to(device)
-        train_vae(vae, images, cfg)
+        train_vae(vae, images, cfg, opts)
         LOG.info("stage vae took %.0f s", time.time() - t0)
 
         t0 = time.time()
@@ -429,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         LOG.info("stage decoder: loaded from %s", decoder_dir)
     elif cfg.decoder_steps > 0:
         t0 = time.time()
-        finetune_decoder(vae, latents, images, cfg)
+        finetune_decoder(vae, latents, images, cfg, opts)
         vae.save_pretrained(decoder_dir)
         LOG.info("stage decoder took %.0f s", time.time() - t0)
     if args.decoder_only:
@@ -473,9 +633,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     t0 = time.time()
     deadline = None if args.stop_after_minutes is None else t0 + 60 * args.stop_after_minutes
+    budget_s = None if args.unet_minutes is None else 60 * args.unet_minutes
     train_unet(
-        unet, text_encoder, latents, token_ids, empty_ids, cfg, on_save=save, deadline=deadline
-    )
+        unet, text_encoder, latents, token_ids, empty_ids, cfg,
+        on_save=save, deadline=deadline, budget_s=budget_s, opts=opts,
+    )  # fmt: skip
     LOG.info("stage unet took %.0f s", time.time() - t0)
 
 
