@@ -26,7 +26,13 @@ from pnpsam.bench.methods import METHODS
 from pnpsam.cli.options import OPTIONS, Option
 from pnpsam.config import ConfigError, EditConfig
 from pnpsam.imageio import save_json, save_png
-from pnpsam.masks import EmptyMaskWarning, SamUnavailableWarning, SubjectMask, overlay_mask
+from pnpsam.masks import (
+    DoubtfulMaskWarning,
+    EmptyMaskWarning,
+    SamUnavailableWarning,
+    SubjectMask,
+    overlay_mask,
+)
 from pnpsam.outputs import OutputPaths
 
 from .session import Session
@@ -168,7 +174,8 @@ def segment(editor: PnPEditor, image: np.ndarray, cfg: EditConfig) -> Segmented:
 
 
 def mask_notes(caught: Sequence[warnings.WarningMessage], cfg: EditConfig) -> str:
-    """What the page says about warnings caught while making a mask (fallback, empty mask)."""
+    """What the page says about warnings caught while making a mask (fallback, empty or
+    doubtful mask)."""
     notes = []
     for warning in caught:
         if issubclass(warning.category, SamUnavailableWarning):
@@ -178,6 +185,8 @@ def mask_notes(caught: Sequence[warnings.WarningMessage], cfg: EditConfig) -> st
             )
         elif issubclass(warning.category, EmptyMaskWarning):
             notes.append(f"the mask is empty: {warning.message}")
+        elif issubclass(warning.category, DoubtfulMaskWarning):
+            notes.append(str(warning.message))
     return "; ".join(dict.fromkeys(notes))
 
 
