@@ -177,7 +177,8 @@ class MaskMaker:
         else:
             raw = self._from_text(pixels, cfg)
         raw.details["seconds"] = round(time.perf_counter() - started, 4)
-        if not cfg.mask_file:  # the user's own file is taken as meant
+        # The user's own file is taken as meant; an empty mask gets EmptyMaskWarning instead.
+        if not cfg.mask_file and subject_fraction(raw.mask) >= cfg.min_coverage:
             doubt = doubtful_selection(raw.mask)
             if doubt:
                 raw.details["doubt"] = doubt
