@@ -95,3 +95,17 @@ def test_mask_file_source_gives_the_files_mask_at_the_photo_size(
     assert made.subject is not None and made.subject.method == "file"
     assert np.array_equal(made.subject.mask > 0.5, truth > 0)
     assert "mask by **file**" in mask_summary(made)
+
+
+def test_a_doubtful_selection_is_shown_under_the_mask() -> None:
+    import warnings
+
+    from pnpsam.app.actions import mask_notes
+    from pnpsam.masks import DoubtfulMaskWarning, doubtful_selection
+
+    doubt = doubtful_selection(np.pad(np.ones((2, 2), np.float32), 30))  # 0.1% of 64x64
+    assert doubt is not None and "less than 1%" in doubt
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn(doubt, DoubtfulMaskWarning, stacklevel=1)
+    assert mask_notes(caught, EditConfig()) == doubt

@@ -26,7 +26,12 @@ from PIL import Image
 from pnpsam.api import EditResult, PnPEditor
 from pnpsam.config import ConfigError, EditConfig
 from pnpsam.imageio import save_json, save_png
-from pnpsam.masks import EmptyMaskWarning, SamUnavailableWarning, SubjectMask
+from pnpsam.masks import (
+    DoubtfulMaskWarning,
+    EmptyMaskWarning,
+    SamUnavailableWarning,
+    SubjectMask,
+)
 from pnpsam.methods import METHODS
 from pnpsam.options import OPTIONS, Option
 from pnpsam.outputs import OutputPaths, edit_files, write_bytes
@@ -170,7 +175,8 @@ def segment(editor: PnPEditor, image: np.ndarray, cfg: EditConfig) -> Segmented:
 
 
 def mask_notes(caught: Sequence[warnings.WarningMessage], cfg: EditConfig) -> str:
-    """What the page says about warnings caught while making a mask (fallback, empty mask)."""
+    """What the page says about warnings caught while making a mask (fallback, empty or
+    doubtful mask)."""
     notes = []
     for warning in caught:
         if issubclass(warning.category, SamUnavailableWarning):
@@ -180,6 +186,8 @@ def mask_notes(caught: Sequence[warnings.WarningMessage], cfg: EditConfig) -> st
             )
         elif issubclass(warning.category, EmptyMaskWarning):
             notes.append(f"the mask is empty: {warning.message}")
+        elif issubclass(warning.category, DoubtfulMaskWarning):
+            notes.append(str(warning.message))
     return "; ".join(dict.fromkeys(notes))
 
 

@@ -10,9 +10,13 @@ from pnpsam.lazy import lazy_exports
 from pnpsam.masks.config import (
     DEFAULT_SAM_MODEL,
     DEFAULT_TEXT_MODEL,
+    SAM_ALIASES,
+    SUBJECT_FRACTION_RANGE,
+    TOY_SAM_DIR,
     MaskConfig,
     PromptError,
     WeakenConfig,
+    resolve_sam_name,
     validate_prompts,
 )
 
@@ -26,9 +30,11 @@ if TYPE_CHECKING:
         grabcut_from_prompts,
     )
     from pnpsam.masks.ops import (
+        DoubtfulMaskWarning,
         EmptyMaskWarning,
         MaskCoverageError,
         check_mask_coverage,
+        doubtful_selection,
         feather_mask,
         fill_mask_holes,
         grow_mask,
@@ -79,9 +85,11 @@ __getattr__ = lazy_exports(
         ),
         "pnpsam.masks.grabcut": ("grabcut_from_prompts",),
         "pnpsam.masks.ops": (
+            "DoubtfulMaskWarning",
             "EmptyMaskWarning",
             "MaskCoverageError",
             "check_mask_coverage",
+            "doubtful_selection",
             "feather_mask",
             "fill_mask_holes",
             "grow_mask",
@@ -126,8 +134,12 @@ __getattr__ = lazy_exports(
 __all__ = [
     "DEFAULT_SAM_MODEL",
     "DEFAULT_TEXT_MODEL",
+    "SAM_ALIASES",
+    "SUBJECT_FRACTION_RANGE",
+    "TOY_SAM_DIR",
     "DarknessStats",
     "Detection",
+    "DoubtfulMaskWarning",
     "EmptyMaskWarning",
     "MaskConfig",
     "MaskCoverageError",
@@ -145,6 +157,7 @@ __all__ = [
     "WeakenConfig",
     "background_gain",
     "check_mask_coverage",
+    "doubtful_selection",
     "feather_mask",
     "fill_mask_holes",
     "finish_mask",
@@ -161,6 +174,7 @@ __all__ = [
     "probability_to_mask",
     "prompts_from_mask",
     "resize_mask",
+    "resolve_sam_name",
     "restore_brightness",
     "save_mask_png",
     "subject_fraction",

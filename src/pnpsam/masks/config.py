@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, get_args
 
 Point = tuple[float, float]
@@ -25,6 +26,23 @@ RESTORE_MODES: tuple[RestoreMode, ...] = get_args(RestoreMode)
 
 DEFAULT_SAM_MODEL = "facebook/sam-vit-base"
 DEFAULT_TEXT_MODEL = "CIDAS/clipseg-rd64-refined"
+# The toy-world SAM shipped in the package (trained by pnpsam.toyworld.sam_train on 64 px toy
+# renders), selected with ``--sam-model toy``. A model folder's pnpsam_defaults.json can name
+# it (``"mask": {"sam_model": "toy"}``) to make it that model's default; the toy SD model does
+# not yet: the shipped weights are under-trained and rougher than GrabCut (README).
+TOY_SAM_DIR = Path(__file__).resolve().parents[1] / "assets" / "toy_sam"
+# Short names for shipped SAMs, accepted wherever a SAM is named (--sam-model toy).
+SAM_ALIASES = {"toy": TOY_SAM_DIR}
+# A selection (clicks, box, text) whose subject covers less or more than these fractions of
+# the image is probably not the subject: a click on a background stone, or on the background
+# itself. The mask is kept and a DoubtfulMaskWarning says why (the CLI and the app show it).
+SUBJECT_FRACTION_RANGE = (0.01, 0.90)
+
+
+def resolve_sam_name(model: str) -> str:
+    """A SAM alias (``toy``) -> its folder; any other id or path unchanged."""
+    alias = SAM_ALIASES.get(model)
+    return str(alias) if alias is not None else model
 
 
 class PromptError(ValueError):

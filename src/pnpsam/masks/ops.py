@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from pnpsam.imageio import check_rgb_uint8
-from pnpsam.masks.config import Box, Point
+from pnpsam.masks.config import SUBJECT_FRACTION_RANGE, Box, Point
 
 
 class MaskCoverageError(ValueError):
@@ -23,6 +23,10 @@ class MaskCoverageError(ValueError):
 
 class EmptyMaskWarning(UserWarning):
     """The mask selects (almost) nothing; the edit falls back to plain PnP."""
+
+
+class DoubtfulMaskWarning(UserWarning):
+    """A selected mask is probably not the subject (tiny, huge, or the background); it is kept."""
 
 
 def as_mask(mask: np.ndarray, name: str = "mask") -> np.ndarray:
@@ -138,6 +142,36 @@ def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
 def subject_fraction(mask: np.ndarray) -> float:
     """Fraction of pixels that are mostly subject (``mask > 0.5``)."""
     return float((as_mask(mask) > 0.5).mean())
+
+
+def doubtful_selection(
+    mask: np.ndarray, fraction_range: tuple[float, float] = SUBJECT_FRACTION_RANGE
+) -> str | None:
+    """Why a selected subject mask is probably not a subject, or None when it looks like one.
+
+    Doubtful: a subject fraction (``mask > 0.5``) below or above ``fraction_range``, or a mask
+    that touches all four image edges (what a click on the background selects).
+    """
+    selected = as_mask(mask) > 0.5
+    fraction = float(selected.mean())
+    low, high = fraction_range
+    if fraction < low:
+        return (
+            f"the selection covers only {fraction:.1%} of the image (less than {low:.0%}): "
+            "probably a speck of background, not the subject; click inside the subject"
+        )
+    if fraction > high:
+        return (
+            f"the selection covers {fraction:.1%} of the image (more than {high:.0%}): "
+            "probably the background, not the subject; click inside the subject"
+        )
+    edges = (selected[0].any(), selected[-1].any(), selected[:, 0].any(), selected[:, -1].any())
+    if all(edges):
+        return (
+            f"the selection ({fraction:.1%} of the image) touches all four image edges: "
+            "probably the background, not the subject; click inside the subject"
+        )
+    return None
 
 
 def check_mask_coverage(

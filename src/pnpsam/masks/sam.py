@@ -28,7 +28,7 @@ from transformers import (
 )
 
 from pnpsam.imageio import check_rgb_uint8
-from pnpsam.masks.config import Box, Point, validate_prompts
+from pnpsam.masks.config import Box, Point, resolve_sam_name, validate_prompts
 from pnpsam.masks.hub import load_checked
 
 SAM_MODEL_CLASSES: dict[str, tuple[type[PreTrainedModel], type[ProcessorMixin]]] = {
@@ -100,7 +100,8 @@ class SamPointSegmenter:
         dtype: torch.dtype = torch.float32,
         **kwargs: Any,
     ) -> SamPointSegmenter:
-        """Load a SAM / SAM-2 checkpoint (hub id or local folder) and its processor.
+        """Load a SAM / SAM-2 checkpoint (hub id, local folder, or a shipped alias such as
+        ``toy``: :data:`pnpsam.masks.config.SAM_ALIASES`) and its processor.
 
         ``kwargs`` go to every ``from_pretrained`` (e.g. ``local_files_only=True``, ``revision``).
         Raises ``OSError`` when the id cannot be found or downloaded (offline, typo),
@@ -108,7 +109,7 @@ class SamPointSegmenter:
         checkpoint without torchvision.
         """
         model, processor = load_checked(
-            model_id_or_path,
+            resolve_sam_name(model_id_or_path),
             SAM_MODEL_CLASSES,
             NotASamModelError,
             "facebook/sam-vit-base",

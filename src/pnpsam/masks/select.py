@@ -20,11 +20,13 @@ import numpy as np
 import torch
 
 from pnpsam.imageio import check_rgb_uint8, image_digest
-from pnpsam.masks.config import Box, MaskConfig, MaskMethod, Point
+from pnpsam.masks.config import Box, MaskConfig, MaskMethod, Point, resolve_sam_name
 from pnpsam.masks.files import load_mask_file
 from pnpsam.masks.grabcut import grabcut_from_prompts
 from pnpsam.masks.ops import (
+    DoubtfulMaskWarning,
     check_mask_coverage,
+    doubtful_selection,
     feather_mask,
     fill_mask_holes,
     grow_mask,
@@ -61,7 +63,7 @@ def check_mask_models(cfg: MaskConfig) -> None:
     if cfg.subject and not clicks:
         check_available(cfg.text_model, "the text model", TEXT_ADVICE)
     if (clicks or cfg.subject) and not cfg.grabcut_fallback:
-        check_available(cfg.sam_model, "SAM", SAM_ADVICE)
+        check_available(resolve_sam_name(cfg.sam_model), "SAM", SAM_ADVICE)
 
 
 class SamUnavailableWarning(UserWarning):
@@ -116,8 +118,9 @@ class MaskMaker:
     def sam(self, model_id: str) -> SamPointSegmenter:
         """The SAM segmenter for ``model_id``, loaded on first use."""
         if model_id not in self._sam:
+            path = resolve_sam_name(model_id)
             self._sam[model_id] = SamPointSegmenter.from_pretrained(
-                model_id, device=self.device, dtype=self.dtype, **self._hub(model_id, "SAM")
+                path, device=self.device, dtype=self.dtype, **self._hub(path, "SAM")
             )
         return self._sam[model_id]
 
@@ -176,6 +179,12 @@ class MaskMaker:
         else:
             raw = self._from_text(pixels, cfg)
         raw.details["seconds"] = round(time.perf_counter() - started, 4)
+        # The user's own file is taken as meant; an empty mask gets EmptyMaskWarning instead.
+        if not cfg.mask_file and subject_fraction(raw.mask) >= cfg.min_coverage:
+            doubt = doubtful_selection(raw.mask)
+            if doubt:
+                raw.details["doubt"] = doubt
+                warnings.warn(doubt, DoubtfulMaskWarning, stacklevel=2)
         ignored = _ignored_sources(cfg)
         if ignored:
             raw.details["ignored"] = ignored
