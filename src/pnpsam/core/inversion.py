@@ -93,13 +93,16 @@ def ddim_invert(
     kept: dict[int, torch.Tensor] = {}
     # Steps above the highest kept timestep feed nothing (999 steps: 18 of them), so stop there.
     last = max(keep) if keep else grid[-1]
-    for index, t in enumerate(scheduler.timesteps[: grid.index(last) + 1]):
-        noise = unet(latent, t, encoder_hidden_states=text_embedding).sample
+    # the UNet gets each timestep as a tensor already on the latent's device (one copy here,
+    # not a blocking host-to-device copy per step); the scheduler gets the int
+    on_device = scheduler.timesteps.to(clean_latent.device)
+    for index, t in enumerate(grid[: grid.index(last) + 1]):
+        noise = unet(latent, on_device[index], encoder_hidden_states=text_embedding).sample
         latent = scheduler.step(noise, t, latent).prev_sample
-        if int(t) in keep:
-            kept[int(t)] = latent
+        if t in keep:
+            kept[t] = latent
         if callback is not None:
-            callback(index, int(t), latent)
+            callback(index, t, latent)
         if progress is not None:
             progress(1)
     return InvertedLatents(

@@ -79,7 +79,11 @@ def pnp_sample(
     (e.g. re-noise their background after the first steps).
     """
     scheduler.set_timesteps(cfg.steps, device=start_latent.device)
-    timesteps = [int(t) for t in scheduler.timesteps]
+    # the UNet gets each timestep as a tensor already on the device: given a Python int it
+    # would copy one to the device every step, and a blocking host-to-device copy waits for
+    # the GPU; the scheduler gets the int (its step indexes a CPU table with it)
+    on_device = scheduler.timesteps
+    timesteps = [int(t) for t in on_device.tolist()]  # one device-to-host read, not one a step
     inverted.check_grid(timesteps)
     k = text.num_prompts
     latents = start_latent.expand(k, -1, -1, -1) * scheduler.init_noise_sigma
@@ -96,7 +100,9 @@ def pnp_sample(
         model_input = torch.cat([*rows, latents, latents], dim=0)
         model_input = scheduler.scale_model_input(model_input, t)
         with injector.step(state, latent_hw):
-            noise = unet(model_input, t, encoder_hidden_states=text.batch(layout)).sample
+            noise = unet(
+                model_input, on_device[state.index], encoder_hidden_states=text.batch(layout)
+            ).sample
         noise_uncond, noise_cond = noise[layout.uncond], noise[layout.cond]
         guided = noise_uncond + cfg.guidance * (noise_cond - noise_uncond)
         latents = scheduler.step(guided, t, latents).prev_sample
