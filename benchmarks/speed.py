@@ -332,10 +332,11 @@ def timed(
 
 
 def photos(size: int) -> list[Image.Image]:
-    """Three seeded random photos (4:3, larger than ``size``): warm-up, ours, the port's."""
+    """Three seeded random square photos, 1.5 x ``size`` (edited at size x size): warm-up, ours,
+    the port's."""
     rng = np.random.default_rng(0)
-    height, width = size * 3 // 2, size * 2
-    return [Image.fromarray(rng.integers(0, 255, (height, width, 3), np.uint8)) for _ in range(3)]
+    side = size * 3 // 2
+    return [Image.fromarray(rng.integers(0, 255, (side, side, 3), np.uint8)) for _ in range(3)]
 
 
 def edit_config(editor: PnPEditor, args: argparse.Namespace) -> EditConfig:
