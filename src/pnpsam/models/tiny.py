@@ -67,7 +67,10 @@ def sd15_shaped_pipeline(
     in about a second, where one CPU thread takes about a minute and then a copy."""
     with torch.device(device):
         torch.manual_seed(seed)
-        return _sd15_shaped(words)
+        sd = _sd15_shaped(words)
+    # the scheduler's tables on the CPU, as a loaded pipeline has them
+    sd.register_modules(scheduler=DDIMScheduler(**SD_SCHEDULER))
+    return sd
 
 
 def _sd15_shaped(words: tuple[str, ...]) -> StableDiffusionPipeline:
