@@ -571,12 +571,13 @@ def main(argv: list[str] | None = None) -> None:
         args.json,
         args.markdown,
     )
+    report.write()  # the run's settings, before anything can time out
     warm_photo, photo, port_photo = photos(args.size)
     say("warm-up edit on another photo, k=1 (CUDA/cuDNN set-up, compile; not counted) ...")
     rows, secs, peak, cpu = timed(
         device, lambda: editor.edit(warm_photo, PROMPTS[:1], cfg).unet_evaluations, 1, lambda: None
     )
-    say(f"warm-up done: {rows} rows, {secs[0]:.2f} s, peak {peak:.0f} MiB")
+    report.add(Phase("warm-up (other photo, not counted)", 0, rows, secs, peak, cpu))
     cache_root = Path(tempfile.mkdtemp(prefix="pnpsam-cache-"))
     for k in sorted({1, args.prompts}):
         prompts = (PROMPTS * k)[:k]
