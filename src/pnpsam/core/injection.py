@@ -190,6 +190,10 @@ class InjectionSettings:
     # With a mask: the injection weight at background positions (0 = subject only).
     background_weight: float = 0.0
     _grid_masks: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, repr=False)
+    # the same, on the device and dtype a layer asked for (one conversion, not one per call)
+    _grid_masks_on: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = field(
+        default_factory=dict, repr=False
+    )
 
     def weight(self) -> float:
         return 1.0 if self.mode == "replace" else float(self.alpha)
@@ -201,10 +205,13 @@ class InjectionSettings:
         if self.mask is None:
             raise ValueError("mask_at needs a subject mask; these injection settings have none")
         key = (height, width)
-        if key not in self._grid_masks:
-            mask = mask_on_grid(self.mask, key, self.mask_cells)
-            self._grid_masks[key] = mask + (1.0 - mask) * self.background_weight
-        return self._grid_masks[key].to(device=like.device, dtype=like.dtype)
+        converted = (height, width, like.device, like.dtype)
+        if converted not in self._grid_masks_on:
+            if key not in self._grid_masks:
+                mask = mask_on_grid(self.mask, key, self.mask_cells)
+                self._grid_masks[key] = mask + (1.0 - mask) * self.background_weight
+            self._grid_masks_on[converted] = self._grid_masks[key].to(like.device, like.dtype)
+        return self._grid_masks_on[converted]
 
 
 def mask_on_grid(

@@ -97,20 +97,23 @@ def ddim_invert(
     kept: dict[int, torch.Tensor] = {}
     # Steps above the highest kept timestep feed nothing (999 steps: 18 of them), so stop there.
     last = max(keep) if keep else grid[-1]
-    for index, t in enumerate(scheduler.timesteps[: grid.index(last) + 1]):
+    # the UNet gets each timestep as a tensor already on the latent's device (one copy here,
+    # not a blocking host-to-device copy per step); the scheduler and callback get the int
+    on_device = scheduler.timesteps.to(clean_latent.device)
+    for index, t in enumerate(grid[: grid.index(last) + 1]):
         model_input = latent
-        noise = unet(model_input, t, encoder_hidden_states=text_embedding).sample
+        noise = unet(model_input, on_device[index], encoder_hidden_states=text_embedding).sample
         latent = scheduler.step(noise, t, latent).prev_sample
         if callback is not None:
             try:
-                returned = callback(index, int(t), {"latents": latent, "model_input": model_input})
+                returned = callback(index, t, {"latents": latent, "model_input": model_input})
             except EditStopped as stop:
-                stop.step, stop.timestep = index, int(t)
+                stop.step, stop.timestep = index, t
                 raise
             if returned is not None:
                 latent = changed_latents(returned, latent)
-        if int(t) in keep:
-            kept[int(t)] = latent
+        if t in keep:
+            kept[t] = latent
     return InvertedLatents(
         clean=clean_latent,
         by_timestep=kept,

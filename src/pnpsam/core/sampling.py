@@ -109,7 +109,11 @@ def pnp_sample(
     cfg = plan.cfg
     # the sampler sets the grid of the scheduler it steps with; the plan already knows it
     scheduler.set_timesteps(cfg.steps, device=start_latent.device)
-    timesteps = [int(t) for t in scheduler.timesteps]
+    # the UNet gets each timestep as a tensor already on the device: given a Python int it
+    # would copy one to the device every step, and a blocking host-to-device copy waits for
+    # the GPU; the scheduler gets the int (its step indexes a CPU table with it)
+    on_device = scheduler.timesteps
+    timesteps = [int(t) for t in on_device.tolist()]  # one device-to-host read, not one a step
     if timesteps != list(plan.timesteps):
         raise RuntimeError(f"the scheduler's grid {timesteps[:3]}... is not the plan's")
     inverted.check_grid(timesteps)
@@ -131,7 +135,9 @@ def pnp_sample(
             model_input = torch.cat([*rows, latents, latents], dim=0)
             model_input = scheduler.scale_model_input(model_input, t)
             with injector.step(state, latent_hw):
-                noise = unet(model_input, t, encoder_hidden_states=text.batch(layout)).sample
+                noise = unet(
+                    model_input, on_device[state.index], encoder_hidden_states=text.batch(layout)
+                ).sample
             noise_uncond, noise_cond = noise[layout.uncond], noise[layout.cond]
             guided = noise_uncond + cfg.guidance * (noise_cond - noise_uncond)
             latents = scheduler.step(guided, t, latents).prev_sample

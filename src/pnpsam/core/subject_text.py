@@ -83,9 +83,25 @@ class SubjectTextAttention:
         self.mask = mask
         self.latent_hw = latent_hw
         self.cells: CellReduction = cells
-        self.tokens: torch.Tensor | None = None  # (k, L) subject-token weights, cond rows
+        self._tokens: torch.Tensor | None = None
+        self._any_token = False
+        # the tokens on the device and dtype the layers use: copied once per prompt chunk, not
+        # per layer and step (a blocking host-to-device copy waits for the GPU)
+        self._tokens_on: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
         self._saved: dict[str, object] | None = None
         self._bias: dict[tuple[int, int], torch.Tensor] = {}
+        self._bias_on: dict[tuple[tuple[int, int], torch.device, torch.dtype], torch.Tensor] = {}
+
+    @property
+    def tokens(self) -> torch.Tensor | None:
+        """(k, L) subject-token weights of the prompts being sampled (their cond rows)."""
+        return self._tokens
+
+    @tokens.setter
+    def tokens(self, tokens: torch.Tensor | None) -> None:
+        self._tokens, self._tokens_on = tokens, {}
+        # read here, once, not in every layer: ``.any()`` of a device tensor syncs with it
+        self._any_token = tokens is not None and bool(tokens.any())
 
     def __enter__(self) -> SubjectTextAttention:
         processors = dict(self.unet.attn_processors)
@@ -109,19 +125,25 @@ class SubjectTextAttention:
     def log_weight(self, tokens: int, like: torch.Tensor) -> torch.Tensor:
         """(N, 1) ``log(max(m, floor))`` of the mask on the grid of ``tokens`` queries."""
         grid = token_grid(tokens, self.latent_hw)
-        if grid not in self._bias:
-            mask = mask_on_grid(self.mask, grid, self.cells)
-            self._bias[grid] = mask.clamp_min(_FLOOR).log().flatten()[:, None]
-        return self._bias[grid].to(device=like.device, dtype=like.dtype)
+        key = (grid, like.device, like.dtype)
+        if key not in self._bias_on:
+            if grid not in self._bias:
+                mask = mask_on_grid(self.mask, grid, self.cells)
+                self._bias[grid] = mask.clamp_min(_FLOOR).log().flatten()[:, None]
+            self._bias_on[key] = self._bias[grid].to(device=like.device, dtype=like.dtype)
+        return self._bias_on[key]
 
     def bias(self, batch: int, queries: int, like: torch.Tensor) -> torch.Tensor | None:
         """(batch, 1, N, L) additive logits: zeros except the last k (cond) rows."""
-        if self.tokens is None or not self.tokens.any():
+        if self._tokens is None or not self._any_token:
             return None
-        k, length = self.tokens.shape
+        k, length = self._tokens.shape
         if k > batch:
             raise RuntimeError(f"{k} prompts' subject tokens for a batch of {batch} rows")
-        tokens = self.tokens.to(device=like.device, dtype=like.dtype)
+        key = (like.device, like.dtype)
+        if key not in self._tokens_on:
+            self._tokens_on[key] = self._tokens.to(device=like.device, dtype=like.dtype)
+        tokens = self._tokens_on[key]
         cond = self.log_weight(queries, like)[None] * tokens[:, None, :]  # (k, N, L)
         rest = torch.zeros(batch - k, queries, length, device=like.device, dtype=like.dtype)
         return torch.cat([rest, cond])[:, None]

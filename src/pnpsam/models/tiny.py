@@ -56,11 +56,24 @@ def tiny_sd15_pipeline(
     return _assemble(vae, text_encoder, tokenizer, unet)
 
 
-def sd15_shaped_pipeline(seed: int, words: tuple[str, ...]) -> StableDiffusionPipeline:
+def sd15_shaped_pipeline(
+    seed: int, words: tuple[str, ...], device: torch.device | str = "cpu"
+) -> StableDiffusionPipeline:
     """SD 1.5's real architecture and shapes (CLIP ViT-L text encoder, 860 M UNet, 512 px VAE)
     with random weights: for memory and speed measurements without the checkpoint. The UNet's
-    output is shrunk as in :func:`tiny_sd15_pipeline`, so its inversion stays well conditioned."""
-    torch.manual_seed(seed)
+    output is shrunk as in :func:`tiny_sd15_pipeline`, so its inversion stays well conditioned.
+
+    The 1.07 B parameters (fp32) are allocated and initialised on ``device``: a GPU draws them
+    in about a second, where one CPU thread takes about a minute and then a copy."""
+    with torch.device(device):
+        torch.manual_seed(seed)
+        sd = _sd15_shaped(words)
+    # the scheduler's tables on the CPU, as a loaded pipeline has them
+    sd.register_modules(scheduler=DDIMScheduler(**SD_SCHEDULER))
+    return sd
+
+
+def _sd15_shaped(words: tuple[str, ...]) -> StableDiffusionPipeline:
     tokenizer = build_offline_clip_tokenizer(words)
     text_encoder = _clip_text_encoder(tokenizer, hidden=768, intermediate=3072, heads=12, layers=12)
     unet = _sd15_unet(64, (320, 640, 1280, 1280), cross_attention_dim=768, conv_out_scale=0.1)
