@@ -146,9 +146,9 @@ def edits(count: int, steps: int, model: str) -> None:
     from PIL import Image
 
     from pnpsam.api import PnPEditor
-    from pnpsam.bench.methods import parse_method, run_method
     from pnpsam.bench.toy import toy_base_config, toy_summary
     from pnpsam.config import ModelConfig
+    from pnpsam.methods import parse_method, run_method
     from pnpsam.toyworld.pairs import score_toy_edit
 
     warnings.simplefilter("ignore")
