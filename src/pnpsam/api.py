@@ -50,6 +50,7 @@ from pnpsam.core.injection import InjectionSiteError, find_injection_sites
 from pnpsam.core.inversion import InvertedLatents, TimestepGridError
 from pnpsam.core.pipeline import OutOfMemoryError, PnPPipeline
 from pnpsam.core.sampling import SamplingCallback
+from pnpsam.errors import InputError
 from pnpsam.imageio import (
     ImageInput,
     as_rgb_image,
@@ -335,7 +336,7 @@ class PnPEditor:
         if mask is not None:
             mask = np.asarray(mask, dtype=np.float32)
             if mask.shape != (image.height, image.width):
-                raise ValueError(
+                raise InputError(
                     f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
                     f"{image.width}x{image.height}"
                 )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from pnpsam.errors import InputError
 from pnpsam.masks.config import MaskConfig, WeakenConfig
 
 DEFAULT_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -57,7 +58,7 @@ SUBJECT_BACKGROUND_WEIGHT = 0.2
 INTERACTIVE_FEATURE_BYTES = 2 * 1024**3
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration value is out of range or of the wrong kind; the message names it."""
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from PIL import Image
 
+from pnpsam.errors import UserError
 from pnpsam.imageio import atomic_write
 
 LOCK_NAME = ".pnpsam.lock"
@@ -52,7 +53,7 @@ _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]*)?$")
 _TEMPORARY_DEPTH = 2  # the folder and two levels below (bench: images/<method>/)
 
 
-class OutputError(OSError):
+class OutputError(UserError, OSError):
     """The output folder cannot be used as asked; the message names it and what to do."""
 
 

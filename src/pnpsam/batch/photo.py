@@ -21,6 +21,7 @@ from PIL import Image
 from pnpsam.api import PnPEditor
 from pnpsam.batch.jobs import PhotoJob
 from pnpsam.config import EditConfig
+from pnpsam.errors import UserError
 from pnpsam.imageio import load_image
 from pnpsam.masks import overlay_mask
 
@@ -122,7 +123,7 @@ def edit_photo(editor: PnPEditor, job: PhotoJob, config: EditConfig) -> PhotoRes
             files[names["overlay"]] = png_bytes(Image.fromarray(overlay))
         record = result.record(job.image, [names[f"png:{k}"] for k in range(len(job.prompts))])
         record["batch"] = {"name": job.name, "settings": settings}
-    except Exception as error:  # a failed photo is recorded and the run goes on
+    except UserError as error:  # a bad photo is recorded and the run goes on; bugs propagate
         reason = traceback.format_exception_only(type(error), error)[-1].strip()
         return PhotoResult(job.name, settings, error=reason, seconds=time.perf_counter() - started)
     return PhotoResult(job.name, settings, files, record, seconds=time.perf_counter() - started)

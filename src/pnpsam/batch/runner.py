@@ -32,6 +32,7 @@ from pnpsam.batch.jobs import PhotoJob
 from pnpsam.batch.local import Engine
 from pnpsam.batch.photo import PhotoResult, PhotoWork, output_names
 from pnpsam.config import ConfigError, EditConfig
+from pnpsam.errors import UserFileExistsError
 from pnpsam.imageio import save_json
 from pnpsam.outputs import (
     append_lines,
@@ -131,7 +132,7 @@ class BatchRunner:
         for job in jobs:
             done = self.finished(job)
             if isinstance(done, str) and not self.overwrite:
-                raise FileExistsError(
+                raise UserFileExistsError(
                     f"{self.out}: {done}; pass --overwrite or choose another --out "
                     "(nothing was run)"
                 )

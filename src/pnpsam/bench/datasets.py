@@ -41,12 +41,13 @@ import numpy as np
 from PIL import Image
 
 from pnpsam.config import ConfigError, load_yaml
+from pnpsam.errors import InputError
 
 PIE_MASK_SHAPE = (512, 512)  # PIE-Bench annotates every image at 512 x 512
 PIE_SEED = 1234  # the seed PIE-Bench's run_editing_*.py scripts set before every edit
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset file or entry is malformed; the message names the file, entry and field."""
 
 
@@ -75,10 +76,10 @@ def decode_pie_rle(
     """
     height, width = shape
     if len(pairs) % 2:
-        raise ValueError(f"RLE needs (start, length) pairs, got an odd count {len(pairs)}")
+        raise DatasetError(f"RLE needs (start, length) pairs, got an odd count {len(pairs)}")
     runs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if (runs < 0).any():
-        raise ValueError(f"RLE starts and lengths must be >= 0, got {runs[(runs < 0).any(1)][0]}")
+        raise DatasetError(f"RLE starts and lengths must be >= 0, got {runs[(runs < 0).any(1)][0]}")
     flat = np.zeros(height * width, dtype=bool)
     for start, length in runs:
         flat[start : start + length] = True  # slicing clips at the end like their min()

@@ -16,6 +16,7 @@ from pnpsam.bench.methods import parse_methods
 from pnpsam.bench.toy import DEMO_METHODS, METHOD_NAMES, TOY_SETS
 from pnpsam.cli.options import HelpFormatter
 from pnpsam.config import TOY_MODEL_DIR, Device, ModelConfig, model_defaults
+from pnpsam.errors import InputError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -96,9 +97,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from pnpsam.toyworld.pairs import toy_pairs
 
     if args.pairs < 1:
-        raise ValueError(f"--pairs must be >= 1; got {args.pairs}")
+        raise InputError(f"--pairs must be >= 1; got {args.pairs}")
     if args.steps < 1:
-        raise ValueError(f"--steps must be >= 1; got {args.steps}")
+        raise InputError(f"--steps must be >= 1; got {args.steps}")
     methods = parse_methods(args.methods)
     check_writable(Path(args.out))  # a read-only --out fails now, not after every edit
     editor = PnPEditor.from_pretrained(ModelConfig(model=args.model, device=args.device))

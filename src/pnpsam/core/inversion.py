@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDIMInverseScheduler, UNet2DConditionModel
 
+from pnpsam.errors import InputError
+
 StepCallback = Callable[[int, int, torch.Tensor], None]
 
 
-class TimestepGridError(ValueError):
+class TimestepGridError(InputError):
     """The inversion grid does not contain every sampling timestep."""
 
 

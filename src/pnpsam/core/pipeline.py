@@ -34,10 +34,11 @@ from pnpsam.core.sampling import (
     pnp_sample,
 )
 from pnpsam.core.subject_text import SubjectTextAttention, subject_token_weights
+from pnpsam.errors import UserError
 from pnpsam.models.loading import inverse_scheduler_for
 
 
-class OutOfMemoryError(RuntimeError):
+class OutOfMemoryError(UserError, RuntimeError):
     """The accelerator ran out of memory even at one prompt per batch."""
 
 

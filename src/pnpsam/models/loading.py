@@ -14,6 +14,7 @@ import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, StableDiffusionPipeline
 
 from pnpsam.config import ModelConfig, resolve_model_name
+from pnpsam.errors import UserError
 from pnpsam.models.hub import ModelUnavailableError, check_available, unavailable
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -22,7 +23,7 @@ SAFE_SINGLE_FILE = (".safetensors",)
 PICKLED_SINGLE_FILE = (".ckpt", ".pt", ".pth", ".bin")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """The model could not be loaded; the message names the model and the reason."""
 
 
