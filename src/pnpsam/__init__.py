@@ -35,9 +35,7 @@ if TYPE_CHECKING:
     from pnpsam.api import EditResult, Inversion, PnPEditor
 
 # The API needs torch; it is imported when first used, so `pnpsam --help` stays fast.
-__getattr__ = lazy_exports(
-    __name__, dict.fromkeys(("EditResult", "Inversion", "PnPEditor"), "pnpsam.api")
-)
+__getattr__ = lazy_exports(__name__, {"pnpsam.api": ("EditResult", "Inversion", "PnPEditor")})
 
 __all__ = [
     "EditConfig",

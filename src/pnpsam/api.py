@@ -299,6 +299,11 @@ class PnPEditor:
         Injection blocks this UNet lacks are refused here, before any work, naming the blocks
         the model recommends when it has any.
         """
+        if not isinstance(config, EditConfig):
+            raise ConfigError(
+                f"config must be an EditConfig; got {type(config).__name__} "
+                f"{short_repr(config)} (EditConfig.from_dict builds one from nested dicts)"
+            )
         cfg = EditConfig.from_dict(config.to_dict())
         cfg.model = dataclasses.replace(self.model)
         if cfg.preprocess.size is None:
@@ -335,6 +340,10 @@ class PnPEditor:
         """
         if mask is not None:
             mask = np.asarray(mask, dtype=np.float32)
+            if mask.ndim != 2:
+                raise InputError(
+                    f"mask must be HxW (one value per pixel, 1 = subject); got shape {mask.shape}"
+                )
             if mask.shape != (image.height, image.width):
                 raise InputError(
                     f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "

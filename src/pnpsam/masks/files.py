@@ -32,7 +32,7 @@ def load_mask_file(path: str | Path, height: int, width: int) -> np.ndarray:
     try:
         with Image.open(file) as opened:
             picture = opened.copy()
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise MaskFileError(f"mask file {str(file)!r} is not a readable image: {error}") from error
     if picture.mode == "P":
         # Palette images: decode the palette (and its transparency, if any) to real colours.
