@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from pnpsam.api import PnPEditor
@@ -101,7 +102,8 @@ class PhotoResult:
 
 
 def edit_photo(editor: PnPEditor, job: PhotoJob, config: EditConfig) -> PhotoResult:
-    """Edit one photo by all its prompts (one inversion); a failure comes back as a result.
+    """Edit one photo by all its prompts (one inversion); a user error (unreadable photo, bad
+    subject, ...) comes back as a failed result, an internal error propagates.
 
     ``config``: the run's config; the job's seed and subject are applied to it. The record is
     ``EditResult.record`` (so ``pnpsam edit --config`` of it reproduces the PNGs) plus a
@@ -139,9 +141,14 @@ class PhotoWork:
 
     config: EditConfig
     cache_dir: str | None = None  # on-disk inversion cache (``--cache``), shared by workers
+    # torch's CPU threads in every worker: float sums are split by thread, so the count
+    # decides the last bit of a pixel; the driver's count, so every engine writes its bytes
+    threads: int | None = None
     editor: PnPEditor | None = None
 
     def setup(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
         if self.editor is None:
             self.editor = PnPEditor.from_pretrained(self.config.model, cache_dir=self.cache_dir)
             self.editor.set_progress_bar_config(disable=True)

@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from pnpsam.batch.jobs import PhotoJob
@@ -188,7 +189,8 @@ class BatchRunner:
         done = failed = evaluations = 0
         bar = tqdm(total=len(pending), desc="batch", unit="photo", disable=not self.progress)
         try:
-            for result in engine.run(PhotoWork(self.config, self.cache_dir), pending):
+            work = PhotoWork(self.config, self.cache_dir, threads=torch.get_num_threads())
+            for result in engine.run(work, pending):
                 if result.fatal:
                     raise BatchAbortedError(result.error)
                 job = by_name[result.name]
