@@ -15,11 +15,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from PIL import Image
 
 from pnpsam.batch import PhotoJob, PhotoResult, PhotoWork, read_index
@@ -89,6 +91,21 @@ class Run:
     output: str
 
 
+# torch threads of the reference run and of every driver compared with it: 2, not the tests'
+# 1, so a worker that ran with its own count (a Ray actor's 1 CPU) would write other bytes
+THREADS = 2
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def local_run(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
     out = tmp_path_factory.mktemp("local")
@@ -96,7 +113,7 @@ def local_run(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
     import io
 
     buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
+    with contextlib.redirect_stdout(buffer), torch_threads(THREADS):
         status = main(batch_args(photos, out))
     return Run(out, status, buffer.getvalue())
 
@@ -130,9 +147,10 @@ def test_local_run_writes_every_output_and_record_and_records_the_broken_photo(
     assert not (out / "broken.json").exists()
     assert "UNet row-evaluations" in local_run.output and "photos/s" in local_run.output
 
-    # the record reproduces the images through `pnpsam edit --config`
+    # the record reproduces the images through `pnpsam edit --config` (same torch threads)
     again = tmp_path / "again"
-    assert main(["edit", "--config", str(out / "p0.json"), "--out", str(again), "--quiet"]) == 0
+    with torch_threads(THREADS):
+        assert main(["edit", "--config", str(out / "p0.json"), "--out", str(again), "--quiet"]) == 0
     assert pngs(again) == {k: v for k, v in pngs(out).items() if k.startswith("p0_")}
 
 
@@ -184,9 +202,9 @@ def test_killed_run_resumes_with_only_the_missing_photos(
     good.mkdir()
     for name in PHOTOS:
         (good / f"{name}.png").write_bytes((photos / f"{name}.png").read_bytes())
-    # Ray blocked: the local engine must work without it; one thread as in this process
+    # Ray blocked: the local engine must work without it; the reference run's threads
     code = (
-        "import sys, torch; torch.set_num_threads(1); sys.modules['ray'] = None; "
+        f"import sys, torch; torch.set_num_threads({THREADS}); sys.modules['ray'] = None; "
         "from pnpsam.cli import main; "
         f"sys.exit(main({batch_args(good, out)!r}))"
     )
@@ -268,13 +286,15 @@ def test_ray_engine_writes_the_local_bytes_even_when_an_actor_dies_mid_run(
 
     class DyingEngine(ray_engine.RayEngine):
         def run(self, work: Any, tasks: Any) -> Any:
-            return super().run(DyingWork(work.config, marker=str(marker)), tasks)
+            dying = DyingWork(work.config, threads=work.threads, marker=str(marker))
+            return super().run(dying, tasks)
 
     # the workers cannot import this test module: ship DyingWork by value
     ray_cluster.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     monkeypatch.setattr(ray_engine, "RayEngine", DyingEngine)
     out = tmp_path / "ray"
-    assert main(batch_args(photos, out, "--engine", "ray", "--workers", "2")) == 1
+    with torch_threads(THREADS):  # each actor has 1 CPU; the bytes must still be the local ones
+        assert main(batch_args(photos, out, "--engine", "ray", "--workers", "2")) == 1
     assert "7 photos: 6 done, 0 skipped (finished earlier), 1 failed" in capsys.readouterr().out
     assert marker.exists()  # an actor did die in the middle of p2
     rows = read_index(out / "index.jsonl")
@@ -282,6 +302,72 @@ def test_ray_engine_writes_the_local_bytes_even_when_an_actor_dies_mid_run(
     assert [r["name"] for r in rows if r["status"] == "failed"] == ["broken"]
     assert {r["engine"] for r in rows} == {"ray"}
     assert pngs(out) == pngs(local_run.out)
+
+
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every live process (zombies are dead: left out)."""
+    out = subprocess.run(
+        ["ps", "-ww", "-eo", "pid=,ppid=,stat=,args="], capture_output=True, text=True, check=True
+    ).stdout
+    table = {}
+    for line in out.splitlines():
+        pid, ppid, stat, *args = line.split(None, 3)
+        if not stat.startswith("Z"):
+            table[int(pid)] = (int(ppid), args[0] if args else "")
+    return table
+
+
+def _descendants(table: dict[int, tuple[int, str]], root: int) -> set[int]:
+    found = {root}
+    while True:
+        more = {pid for pid, (parent, _) in table.items() if parent in found} - found
+        if not more:
+            return found - {root}
+        found |= more
+
+
+def test_a_killed_ray_driver_leaves_no_ray_process_behind(photos: Path, tmp_path: Path) -> None:
+    """`pnpsam batch --engine ray` SIGKILLed once its cluster runs: within 10 s no process of
+    its cluster (GCS, raylet, dashboard and runtime-env agents, workers) is left, nor any
+    whose parent was one of them. (Ray alone left both agents running for over a minute.)"""
+    pytest.importorskip("ray")
+    if not Path("/proc").is_dir():
+        pytest.skip("the reaper reads /proc, which this system lacks (not Linux)")
+    out = tmp_path / "out"
+    argv = batch_args(photos, out, "--engine", "ray", "--workers", "1")
+    code = f"import sys; from pnpsam.cli import main; sys.exit(main({argv!r}))"
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wanted = ("ray::DashboardAgent", "ray::RuntimeEnvAgent", "reaper.py")
+    cluster: set[int] = set()
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and driver.poll() is None:
+            table = _process_table()
+            cluster = _descendants(table, driver.pid)
+            if all(any(w in table[p][1] for p in cluster) for w in wanted):
+                break
+            time.sleep(0.2)
+        assert driver.poll() is None, "the run ended before its cluster was seen"
+        assert time.monotonic() < deadline, f"no agents after 240 s: {cluster}"
+        time.sleep(1)  # the reaper has listed the cluster (it looks every 0.2 s)
+        cluster = _descendants(_process_table(), driver.pid)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    killed = time.monotonic()
+    while True:
+        table = _process_table()
+        left = {p for p in cluster if p in table}
+        left |= {p for p, (parent, _) in table.items() if parent in cluster}
+        seconds = time.monotonic() - killed
+        if not left:
+            break
+        assert seconds < 10, [table[p][1][:80] for p in left]
+        time.sleep(0.1)
+    print(f"no Ray process left {seconds:.1f} s after the driver's SIGKILL ({len(cluster)} ran)")
 
 
 def test_manifest_errors_name_the_file_line_and_field_before_any_model_loads(

@@ -25,7 +25,7 @@ from PIL import Image
 
 from pnpsam.api import PnPEditor
 from pnpsam.cli import main
-from pnpsam.config import EditConfig
+from pnpsam.config import TOY_MODEL_DIR, EditConfig
 from pnpsam.outputs import LOCK_NAME, OutputError
 
 TINY = ["--size", "32", "--steps", "2", "--device", "cpu", "--quiet"]
@@ -96,6 +96,22 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     for name, text in manifests.items():
         (root / name).write_text(text)
+    deep = '{"image": "good.png", "prompts": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+    (root / "deep.jsonl").write_text(deep)
+    (root / "latin1.jsonl").write_bytes(b'{"image": "good.png", "prompts": ["caf\xe9"]}\n')
+    typo = {"image": "good.png", "prompts": ["a cat"], "promts": ["a dog"]}
+    (root / "typo.jsonl").write_text(json.dumps(typo) + "\n")
+    (root / "shared").mkdir()
+    outside = {"image": "../good.png", "prompts": ["a cat"]}
+    (root / "shared" / "outside.jsonl").write_text(json.dumps(outside) + "\n")
+    for seed in (-1, 99999999999999999999999):
+        line = {"image": "good.png", "prompts": ["a cat"], "seed": seed}
+        (root / f"seed{seed}.jsonl").write_text(json.dumps(line) + "\n")
+    index = json.loads((TOY_MODEL_DIR / "model_index.json").read_text())
+    hostile = root / "hostile_model"
+    for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        (hostile / part).mkdir(parents=True)
+    (hostile / "model_index.json").write_text(json.dumps({**index, "unet": ["os", "system"]}))
     (root / "photos").mkdir()
     Image.fromarray(good).save(root / "photos" / "p.png")
     out = root / "out"
@@ -175,12 +191,36 @@ def cli_cases() -> dict[str, Cli]:
         ("--subject", "   "): "subject",
         ("--background", "dim"): "background",
         ("--restore", "global"): "restore",
+        # issue 22: finite overflow, reversed ranges, seeds outside torch's generator
+        ("--guidance", "1e308"): "--guidance must be in [0.0, 30.0]; got 1e+308",
+        ("--guidance", "1e30"): "--guidance must be in [0.0, 30.0]",
+        ("--guidance", "1e6"): "1000000.0",
+        ("--guidance=-1",): "--guidance must be in",
+        ("--attention-blocks", "7-2"): "backwards",
+        ("--steps", "100000"): "--steps must be in [1, 1000]",
+        ("--seed=-1",): "--seed must be in [0, 9223372036854775807]",
+        ("--seed", "99999999999999999999999"): "--seed must be in",
+        ("--inversion-steps", "5000"): "--inversion-steps must be in [1, 1000]",
+        ("--prompt-batch-size", "1000"): "--prompt-batch-size must be in [1, 64]",
     }.items():
         cases[f"edit {' '.join(flags)}"] = Cli([*edit, *model, *flags], names)
     cases["edit empty prompt"] = Cli([*edit[:3], "", *edit[4:], *model], "''")
     cases["edit blank prompt"] = Cli([*edit[:3], "  ", *edit[4:], *model], "'  '")
     cases["edit no prompt"] = Cli(
         ["edit", "{ws}/good.png", "--out", "{ws}/out", *model], "--prompt"
+    )
+    cases["edit prompt not utf-8"] = Cli(
+        [*edit[:3], "a red \udcff\udcfe circle", *edit[4:], *model], "not valid text"
+    )
+    cases["edit 65 prompts"] = Cli(
+        [*edit[:2], *[a for k in range(65) for a in ("--prompt", f"p{k}")], *edit[4:], *model],
+        "prompts must be in [1, 64]",
+    )
+    cases["edit out name too long"] = Cli(
+        [*edit[:5], "{ws}/" + "o" * 300, *model], "choose a shorter --out"
+    )
+    cases["edit model index names os.system"] = Cli(
+        [*edit[:5], "{ws}/fresh", "--model", "{ws}/hostile_model", *TINY], "'os'"
     )
     cases["edit out is a file"] = Cli([*edit[:5], "{ws}/blocker", *model], "blocker")
     cases["edit out under a file"] = Cli([*edit[:5], "{ws}/blocker/sub", *model], "blocker")
@@ -216,6 +256,7 @@ def cli_cases() -> dict[str, Cli]:
         ("--mask", "{ws}/ok_mask.png", "--mask-grow", "100000"): "100000",
         ("--mask", "{ws}/ok_mask.png", "--mask-feather", "1e9"): "1000000000",
         ("--residual-blocks", "99"): "99",
+        ("--mask", "{ws}/bomb.png"): "bomb.png",
     }.items():
         cases[f"edit model {' '.join(flags)}"] = Cli(
             [*edit[:5], "{ws}/fresh", *model, *flags], names, needs_model=True
@@ -257,6 +298,15 @@ def cli_cases() -> dict[str, Cli]:
         ("{ws}/photos", ("--prompt", "x", "--steps", "0"), "steps"),
         ("{ws}/photos", ("--prompt", "x", "--guidance=inf"), "inf"),
         ("{ws}/photos", ("--prompt", "x", "--config", "{ws}/laughs.yaml"), "aliases"),
+        ("{ws}/deep.jsonl", (), "deep.jsonl, line 1: entry 0, field '<line>'"),
+        ("{ws}/latin1.jsonl", (), "latin1.jsonl, line 1: not UTF-8"),
+        ("{ws}/typo.jsonl", (), "promts"),
+        ("{ws}/seed-1.jsonl", (), "seed"),
+        ("{ws}/seed99999999999999999999999.jsonl", (), "seed"),
+        ("{ws}/shared/outside.jsonl", ("--confine",), "outside the manifest's folder"),
+        ("{ws}/photos", ("--prompt", "x", "--workers=-3"), "workers must be in [1, 256]"),
+        ("{ws}/photos", ("--prompt", "x", "--workers", "2"), "--engine ray"),
+        ("{ws}/photos", ("--prompt", "a \udcff b"), "not valid text"),
     ):
         cases[f"batch {source.split('/')[-1]} {' '.join(flags)}"] = Cli(
             [*batch, source, *flags], names
@@ -326,6 +376,24 @@ API_CASES: dict[str, tuple[ApiCase, str]] = {
     "prompt nested": (lambda e, c, w: e.edit(w / "good.png", ["a", ["b"]], c), "['b']"),
     "prompt bytes": (lambda e, c, w: e.edit(w / "good.png", [b"a"], c), "bytes"),
     "prompts empty": (lambda e, c, w: e.edit(w / "good.png", [], c), "empty"),
+    "prompt surrogate": (lambda e, c, w: e.edit(w / "good.png", "a \udcff b", c), "valid text"),
+    "negative prompt surrogate": (
+        lambda e, c, w: e.edit(w / "good.png", "x", c, negative_prompt="\udcff"),
+        "negative_prompt",
+    ),
+    "guidance 1e308": (
+        lambda e, c, w: e.edit(w / "good.png", "x", c, guidance=1e308),
+        "pnp.guidance must be in [0.0, 30.0]",
+    ),
+    "seed -1": (lambda e, c, w: e.edit(w / "good.png", "x", c, seed=-1), "pnp.seed"),
+    "config dict": (
+        lambda e, c, w: e.edit(w / "good.png", "x", {"pnp": {"steps": 2}}),
+        "config must be an EditConfig",
+    ),
+    "mask 3 channels": (
+        lambda e, c, w: e.edit(w / "good.png", "x", c, mask=np.ones((32, 48, 3), np.float32)),
+        "(32, 48, 3)",
+    ),
     "array 5 channels": (lambda e, c, w: e.edit(np.zeros((32, 32, 5), np.uint8), "x", c), "5)"),
     "array float": (lambda e, c, w: e.edit(np.zeros((32, 32, 3)), "x", c), "float64"),
     "array 4-d": (lambda e, c, w: e.edit(np.zeros((1, 32, 32, 3), np.uint8), "x", c), "(1, 32"),

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,99 @@ def test_edit_on_a_full_disk_fails_in_one_line_and_resumes(
     for name, value in before.items():
         if name in record["files"]:
             assert final[name] == value
+
+
+def test_edit_killed_between_its_two_pngs_keeps_the_first_and_writes_only_the_second(
+    edit_argv, capsys
+) -> None:
+    out = Path(edit_argv[edit_argv.index("--out") + 1])
+    # renames of a fresh run: journal, mask, overlay, PNG 0, PNG 1, record: killed after PNG 0
+    killed([(edit_argv, "after:4")])
+    before = state(out)
+    assert "astro_00_a-red-robot.png" in before and "astro_01_a-blue-dog.png" not in before
+    assert_visible_files_whole(out)
+    assert main(edit_argv) == 0
+    final = state(out)
+    kept = ["astro_mask.png", "astro_mask_overlay.png", "astro_00_a-red-robot.png"]
+    assert {name: final[name] for name in kept} == {name: before[name] for name in kept}
+    assert "keeping astro_mask.png, astro_mask_overlay.png, astro_00" in capsys.readouterr().err
+    record = json.loads((out / "astro.json").read_text())
+    assert sorted(final) == sorted([*record["files"], "astro.json"])  # nothing hidden
+    for name, sha in record["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == sha
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 24 MiB file system (tmpfs), unmounted afterwards; skipped, with the reason,
+    where this process may not mount one (not root, no CAP_SYS_ADMIN, no tmpfs)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        where = "CI=true: " if os.environ.get("CI") == "true" else ""
+        pytest.skip(f"{where}cannot mount a tmpfs: {done.stderr.strip() or done.returncode}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_edit_whose_disk_fills_during_the_run_fails_in_one_line_and_resumes(
+    edit_argv, small_disk: Path, tmp_path: Path
+) -> None:
+    """The check at start passes; the disk fills (another writer) while the edit runs, after
+    its mask is written; the edit stops with one line, and once space is freed the same
+    command finishes the set keeping what was finished."""
+    argv = with_out(edit_argv, small_disk / "out")
+    flag = tmp_path / "paused"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "OMP_NUM_THREADS": "1",
+        "PNPSAM_PAUSE_FILE": str(flag),
+    }
+    # paused before its 3rd rename (the overlay): journal and mask are on the disk
+    run = subprocess.Popen(
+        [sys.executable, str(DRIVER), "pause:3", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 300
+    while not flag.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert flag.exists(), "the edit never reached its third file"
+    filler = small_disk / "filler.bin"
+    with open(filler, "wb") as fill:  # another program takes every free byte
+        try:
+            while True:
+                fill.write(b"\0" * (1 << 20))
+                fill.flush()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+    flag.unlink()  # go on: the next write finds the disk full
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 2, err[-2000:]
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    assert "No space left on device" in lines[0] and "re-run" in lines[0]
+    out = small_disk / "out"
+    before = state(out)
+    assert "astro_mask.png" in before and "astro.json" not in before
+    assert not [n for n in before if n.startswith(".") and n != ".pnpsam.lock"]
+    assert_visible_files_whole(out)
+    filler.unlink()  # space freed: the same command finishes the set
+    assert main(argv) == 0
+    final = state(out)
+    record = json.loads((out / "astro.json").read_text())
+    assert sorted(final) == sorted([*record["files"], "astro.json"])
+    assert final["astro_mask.png"] == before["astro_mask.png"]  # kept, not rewritten
 
 
 def test_overwrite_with_fewer_prompts_and_no_subject_leaves_no_old_files(edit_argv) -> None:

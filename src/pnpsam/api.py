@@ -52,6 +52,7 @@ from pnpsam.core.injection import InjectionSiteError
 from pnpsam.core.inversion import InvertedLatents, TimestepGridError
 from pnpsam.core.pipeline import PnPPipeline
 from pnpsam.core.sampling import SamplingPlan
+from pnpsam.errors import InputError
 from pnpsam.imageio import (
     ImageInput,
     as_rgb_image,
@@ -327,6 +328,11 @@ class PnPEditor:
         Injection blocks this UNet lacks are refused here, before any work, naming the blocks
         the model recommends when it has any.
         """
+        if not isinstance(config, EditConfig):
+            raise ConfigError(
+                f"config must be an EditConfig; got {type(config).__name__} "
+                f"{short_repr(config)} (EditConfig.from_dict builds one from nested dicts)"
+            )
         cfg = EditConfig.from_dict(config.to_dict())
         cfg.model = dataclasses.replace(self.model)
         if cfg.preprocess.size is None:
@@ -364,8 +370,12 @@ class PnPEditor:
         """
         if mask is not None:
             mask = np.asarray(mask, dtype=np.float32)
+            if mask.ndim != 2:
+                raise InputError(
+                    f"mask must be HxW (one value per pixel, 1 = subject); got shape {mask.shape}"
+                )
             if mask.shape != (image.height, image.width):
-                raise ValueError(
+                raise InputError(
                     f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
                     f"{image.width}x{image.height}"
                 )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from pnpsam.errors import InputError
 from pnpsam.masks.config import BackgroundMode, MaskConfig, WeakenConfig
 
 DEFAULT_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -61,8 +62,43 @@ SUBJECT_BACKGROUND_WEIGHT = 0.2
 INTERACTIVE_FEATURE_BYTES = 2 * 1024**3
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration value is out of range or of the wrong kind; the message names it."""
+
+
+# The allowed range, (low, high) inclusive, of every open-ended numeric setting, written once:
+# the config validators, the batch engine and the web app read these, and errors quote them.
+# Fractions (pnp_f_t, blend_alpha, ...) are [0, 1] by their own check; mask sizes (grow,
+# feather) are bounded by the mask's side.
+LIMITS: dict[str, tuple[int | float, int | float]] = {
+    "preprocess.size": (16, 4096),  # pixels; 4096 px SD latents already take ~20 GB
+    "preprocess.max_input_pixels": (1, 1 << 31),  # decoded RGB under 6 GiB
+    "inversion.steps": (1, 1000),  # the scheduler has 1000 training timesteps
+    "pnp.steps": (1, 1000),
+    "pnp.guidance": (0.0, 30.0),  # beyond ~30 CFG saturates to black/blown-out images
+    "pnp.seed": (0, 2**63 - 1),  # what torch.Generator.manual_seed takes and JSON keeps exact
+    "pnp.prompt_batch_size": (1, 64),
+    "prompts": (1, 64),  # target prompts per edit: each is a row of every UNet batch
+    "workers": (1, 256),  # engine workers (Ray actors)
+}
+
+
+def check_limit(name: str, value: float) -> None:
+    """Raise :class:`ConfigError` unless ``value`` lies in ``LIMITS[name]`` (the message names
+    the setting and its range)."""
+    low, high = LIMITS[name]
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be in [{low}, {high}]; got {short_repr(value)}")
+
+
+def check_limits(section: Any, where: str) -> None:
+    """:func:`check_limit` for every field of config dataclass ``section`` that has a limit
+    (None values mean "the default" and pass)."""
+    for item in dataclasses.fields(section):
+        name = f"{where}.{item.name}"
+        value = getattr(section, item.name)
+        if name in LIMITS and value is not None:
+            check_limit(name, value)
 
 
 def _check_choice(name: str, value: object, literal: Any) -> None:
@@ -102,6 +138,8 @@ def _is_type(value: Any, hint: Any) -> bool:
         return any(_is_type(value, a) for a in args)
     if hint is bool:
         return isinstance(value, bool)
+    if hint is str:  # and encodable: prompts and words reach the tokenizer
+        return isinstance(value, str) and _encodable(value)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint is float:
@@ -115,6 +153,14 @@ def _is_type(value: Any, hint: Any) -> bool:
             return len(value) == len(args) and all(map(_is_type, value, args))
         return all(_is_type(v, args[0]) for v in value) if args else True
     return isinstance(value, origin or hint)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _describe(hint: Any) -> str:
@@ -177,7 +223,7 @@ def prompt_list(prompts: object) -> list[str]:
     became one 343-token "prompt").
     """
     if isinstance(prompts, str):
-        return [prompts]
+        prompts = [prompts]
     if not isinstance(prompts, list | tuple):
         raise ConfigError(
             f"prompts must be a string or a list of strings; got {type(prompts).__name__} "
@@ -191,7 +237,22 @@ def prompt_list(prompts: object) -> list[str]:
         )
     if not prompts:
         raise ConfigError("prompts is empty: give at least one target prompt")
+    check_limit("prompts", len(prompts))
+    for prompt in prompts:
+        check_text("prompt", prompt)
     return list(prompts)
+
+
+def check_text(name: str, text: str) -> str:
+    """``text`` unchanged, or :class:`ConfigError` if it cannot be UTF-8 encoded: a command-line
+    argument with bytes that are not UTF-8 arrives as lone surrogates (``'\\udcff'``), which the
+    tokenizer cannot take."""
+    if not _encodable(text):
+        raise ConfigError(
+            f"{name} {short_repr(text)} is not valid text: it holds bytes that are not UTF-8 "
+            "(lone surrogates)"
+        )
+    return text
 
 
 @dataclass
@@ -229,10 +290,7 @@ class PreprocessConfig:
         check_types(self, "preprocess")
         _check_choice("resize_mode", self.resize_mode, ResizeMode)
         _check_choice("resample", self.resample, Resample)
-        if self.size is not None and (
-            not isinstance(self.size, int) or not 16 <= self.size <= 4096
-        ):
-            raise ConfigError(f"size must be an integer in [16, 4096] pixels; got {self.size!r}")
+        check_limits(self, "preprocess")
 
 
 @dataclass
@@ -250,6 +308,7 @@ class InversionConfig:
             not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1
         ):
             raise ConfigError(f"inversion steps must be an integer >= 1; got {self.steps!r}")
+        check_limits(self, "inversion")
 
     def steps_for(self, sampling_steps: int) -> int:
         """The inversion steps to run: ``steps``, or the sampling steps when it is None."""
@@ -360,6 +419,7 @@ class PnPConfig:
             blocks = getattr(self, name)
             if any(not isinstance(b, int) or b < 0 for b in blocks):
                 raise ConfigError(f"{name} must be LDM output block numbers >= 0; got {blocks!r}")
+        check_limits(self, "pnp")
 
     @property
     def residual_steps(self) -> int:

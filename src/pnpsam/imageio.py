@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
+from pnpsam.errors import InputError
+
 
 class Resizing(Protocol):
     """How to bring an image to the model's size (``pnpsam.config.PreprocessConfig`` is one).
@@ -53,7 +55,7 @@ RESAMPLE = {
 MAX_ASPECT_SIDES = 4  # the long side may be at most this many times the target size
 
 
-class ImageInputError(ValueError):
+class ImageInputError(InputError):
     """An input image is missing, unreadable, not an image, or of an unusable size."""
 
 
@@ -135,12 +137,12 @@ def as_rgb_image(image: ImageInput, max_pixels: int = 64_000_000) -> Image.Image
     if isinstance(image, np.ndarray):
         layout = image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))
         if image.dtype != np.uint8 or not layout:
-            raise ValueError(
+            raise ImageInputError(
                 f"array images must be HxW, HxWx3 or HxWx4 uint8; got {image.dtype} {image.shape}"
             )
         return to_rgb(Image.fromarray(image))
     if not isinstance(image, str | os.PathLike):
-        raise ValueError(
+        raise ImageInputError(
             f"image must be a file path, a PIL image or a uint8 array; got {type(image).__name__}"
         )
     return load_image(image, max_pixels)
@@ -150,7 +152,9 @@ def check_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
     """Check that ``image`` is ``HxWx3 uint8`` RGB and return it as an array (no copy)."""
     pixels = np.asarray(image)
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
-        raise ValueError(f"{name} must be HxWx3 uint8 RGB, got shape {pixels.shape} {pixels.dtype}")
+        raise ImageInputError(
+            f"{name} must be HxWx3 uint8 RGB, got shape {pixels.shape} {pixels.dtype}"
+        )
     return pixels
 
 

@@ -27,8 +27,11 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from pnpsam.config import ConfigError, check_limit, check_text, prompt_list
+from pnpsam.errors import InputError
 
-class DatasetError(ValueError):
+
+class DatasetError(InputError):
     """A dataset file or entry is malformed; the message names the file, entry and field."""
 
 
@@ -104,7 +107,10 @@ class EntryReader:
             raise self.error(name, "missing")
         if not isinstance(value, str):
             raise self.error(name, f"expected text, got {type(value).__name__} {value!r}")
-        return value
+        try:
+            return check_text(name, value)
+        except ConfigError as error:
+            raise self.error(name, str(error)) from None
 
     def prompts(self, name: str) -> tuple[str, ...]:
         value = self.record.get(name)
@@ -112,7 +118,18 @@ class EntryReader:
             raise self.error(name, f"expected a non-empty list of prompts, got {value!r}")
         if not all(isinstance(p, str) and p.strip() for p in value):
             raise self.error(name, f"every prompt must be non-empty text, got {value!r}")
-        return tuple(value)
+        try:
+            return tuple(prompt_list(list(value)))  # count and text checked
+        except ConfigError as error:
+            raise self.error(name, str(error)) from None
+
+    def seed(self, name: str, default: int) -> int:
+        value = self.integer(name, default)
+        try:
+            check_limit("pnp.seed", value)
+        except ConfigError as error:
+            raise self.error(name, str(error)) from None
+        return value
 
     def integer(self, name: str, default: int) -> int:
         value = self.record.get(name, default)
@@ -121,6 +138,15 @@ class EntryReader:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(name, f"expected an integer, got {value!r}")
         return value
+
+    def inside(self, folder: Path, name: str, relative: str) -> Path:
+        """``folder / relative``, refused unless it resolves (links followed) inside
+        ``folder``."""
+        path = folder / relative
+        root = folder.resolve()
+        if not path.resolve().is_relative_to(root):
+            raise self.error(name, f"{relative!r} is outside the manifest's folder {str(root)!r}")
+        return path
 
     def existing_file(self, name: str, path: Path) -> Path:
         if not path.is_file():
@@ -187,19 +213,39 @@ def _check_unique_ids(
 # ---------------------------------------------------------------- manifests
 
 
-def load_manifest(path: str | Path, check_files: bool = True, seed: int = 0) -> list[EditItem]:
-    """Load a JSONL or CSV manifest (see the module docstring; ``seed`` where an entry has none)."""
+def load_manifest(
+    path: str | Path,
+    check_files: bool = True,
+    seed: int = 0,
+    strict: bool = False,
+    confine: bool = False,
+) -> list[EditItem]:
+    """Load a JSONL or CSV manifest (see the module docstring; ``seed`` where an entry has none).
+
+    ``strict``: a field the schema does not know is an error (a misspelt ``promts`` would
+    otherwise be dropped into ``extra``). ``confine``: ``image`` and ``mask`` must resolve
+    inside the manifest's folder (no absolute paths, no ``..`` out of it, no links leading
+    out), so a manifest from someone else reads nothing else of yours.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".csv"):
         raise DatasetError(f"{path}: manifest must end in .jsonl or .csv, got {suffix!r}")
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as error:
         raise DatasetError(f"{path}: cannot read manifest: {error}") from error
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DatasetError(
+            f"{path}, line {line}: not UTF-8 text (byte {data[error.start]:#04x} at offset "
+            f"{error.start}); save the manifest as UTF-8"
+        ) from None
     records = _jsonl_records(text, path) if suffix == ".jsonl" else _csv_records(text, path)
     items = [
-        _manifest_item(path, index, record, check_files, line, seed)
+        _manifest_item(path, index, record, check_files, line, seed, strict, confine)
         for index, line, record in records
     ]
     return _check_unique_ids(items, path, [line for _, line, _ in records])
@@ -220,6 +266,9 @@ def _jsonl_records(text: str, path: Path) -> _Records:
         except json.JSONDecodeError as error:
             problem = f"line {line_number} is not JSON: {error}"
             raise entry_error(path, index, None, "<line>", problem, line_number) from error
+        except RecursionError:  # brackets nested thousands deep: no manifest needs them
+            problem = f"line {line_number} nests lists/objects too deeply to be a manifest entry"
+            raise entry_error(path, index, None, "<line>", problem, line_number) from None
         if not isinstance(record, dict):
             problem = f"line {line_number} is not a JSON object"
             raise entry_error(path, index, None, "<line>", problem, line_number)
@@ -260,6 +309,8 @@ def _json_cell(path: Path, index: int, record: dict[str, Any], name: str, line: 
         raise entry_error(
             path, index, record.get("id"), name, f"not JSON: {error}", line
         ) from error
+    except RecursionError:
+        raise entry_error(path, index, record.get("id"), name, "nested too deeply", line) from None
 
 
 _MANIFEST_FIELDS = {
@@ -290,13 +341,18 @@ def _manifest_item(
     check_files: bool,
     line: int | None = None,
     seed: int = 0,
+    strict: bool = False,
+    confine: bool = False,
 ) -> EditItem:
     folder = path.parent
     read = EntryReader(path, index, record, record.get("id"), line)
     image = read.text("image")
     item_id = str(record.get("id") or default_item_id(index, image))
     read.item_id = item_id
-    image_path = folder / image
+    unknown = sorted(set(record) - _MANIFEST_FIELDS)
+    if strict and unknown:
+        raise read.error(unknown[0], f"unknown field; known: {', '.join(sorted(_MANIFEST_FIELDS))}")
+    image_path = read.inside(folder, "image", image) if confine else folder / image
     if check_files:
         read.existing_file("image", image_path)
     given = [name for name in (*_PROMPT_FIELDS, "target_prompt") if name in record]
@@ -313,7 +369,8 @@ def _manifest_item(
         raise read.error("target_prompts", problem)
     mask = None
     if "mask" in record:
-        mask = folder / read.text("mask")
+        given_mask = read.text("mask")
+        mask = read.inside(folder, "mask", given_mask) if confine else folder / given_mask
         if check_files:
             read.existing_file("mask", mask)
     points = read.points()
@@ -335,6 +392,6 @@ def _manifest_item(
         point_labels=read.point_labels(points),
         box=None if box is None else (box[0], box[1], box[2], box[3]),
         mask=mask,
-        seed=read.integer("seed", seed),
+        seed=read.seed("seed", seed),
         extra={k: v for k, v in record.items() if k not in _MANIFEST_FIELDS},
     )

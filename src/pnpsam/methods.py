@@ -36,6 +36,7 @@ import yaml
 from PIL import Image
 
 from pnpsam.config import ConfigError, EditConfig, load_yaml
+from pnpsam.errors import InputError
 from pnpsam.masks.config import MaskConfig
 
 if TYPE_CHECKING:  # the API needs torch; the CLI lists the methods without it
@@ -45,7 +46,7 @@ if TYPE_CHECKING:  # the API needs torch; the CLI lists the methods without it
 SECTIONS = ("pnp", "weaken", "mask", "inversion", "preprocess")
 
 
-class MethodSpecError(ValueError):
+class MethodSpecError(InputError):
     """A method spec names an unknown method or parameter, or a bad value."""
 
 
@@ -239,7 +240,9 @@ def run_method(
         config = dataclasses.replace(config, mask=MaskConfig())
         mask = None
     elif mask is None and not config.mask.has_source:
-        raise ValueError(f"method {spec.name!r} needs a subject mask (give 'mask' or points/box)")
+        raise MethodSpecError(
+            f"method {spec.name!r} needs a subject mask (give 'mask' or points/box)"
+        )
     if info.kind == "sdedit":
         return _run_sdedit(editor, image, prompts, config, spec.method_params())
     result = editor.edit(image, list(prompts), config, mask=mask)

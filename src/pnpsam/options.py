@@ -33,6 +33,10 @@ def _blocks(text: str) -> tuple[int, ...]:
         for part in filter(None, (p.strip() for p in text.split(","))):
             if "-" in part[1:]:
                 lo, hi = part.split("-", 1)
+                if int(lo) > int(hi):  # range() would be empty: no injection at all
+                    raise argparse.ArgumentTypeError(
+                        f"block range {part!r} runs backwards; write it low-high ({hi}-{lo})"
+                    )
                 blocks.extend(range(int(lo), int(hi) + 1))
             else:
                 blocks.append(int(part))

@@ -41,19 +41,23 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from pnpsam.errors import UserError
 from pnpsam.imageio import atomic_write
 
 LOCK_NAME = ".pnpsam.lock"
 JOURNAL_SUFFIX = ".partial"
 MIN_FREE_BYTES = 8 << 20  # refuse to start with less free space than this (plus the estimate)
 # errno values that mean "this folder cannot take the output", not a bug
-WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+WRITE_ERRNOS = {
+    *(errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM),
+    errno.ENAMETOOLONG,  # a folder or file name over the file system's limit (255 bytes)
+}
 # atomic_write's temporaries: ".NAME.XXXXXXXX.SUFFIX" (tempfile.mkstemp's 8 random characters)
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]*)?$")
 _TEMPORARY_DEPTH = 2  # the folder and two levels below (bench: images/<method>/)
 
 
-class OutputError(OSError):
+class OutputError(UserError, OSError):
     """The output folder cannot be used as asked; the message names it and what to do."""
 
 
@@ -87,6 +91,8 @@ def write_error(path: Path, error: OSError) -> OutputWriteError:
     reason = error.strerror or str(error)
     if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         hint = "free some space and re-run the same command: finished files are kept"
+    elif error.errno == errno.ENAMETOOLONG:
+        hint = "choose a shorter --out (a name may have at most 255 bytes)"
     else:
         hint = "choose a writable --out"
     return OutputWriteError(f"cannot write {str(path)!r}: {reason}; {hint}")

@@ -17,6 +17,8 @@ import hashlib
 import re
 from pathlib import Path
 
+from pnpsam.errors import InputError
+
 MAX_NAME = 100  # characters; leaves room for suffixes like "_12.png" under the usual 255
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
@@ -24,7 +26,7 @@ _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
 }
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(InputError):
     """A path built from untrusted text would leave its output folder."""
 
 

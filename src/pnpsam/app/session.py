@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from pnpsam.errors import InputError
 from pnpsam.masks import MaskConfig, overlay_mask
 
 ClickMode = Literal["subject", "not subject", "box"]
@@ -71,7 +72,7 @@ class Session:
 
     def require_photo(self) -> np.ndarray:
         if self.image is None:
-            raise ValueError("upload a photo first")
+            raise InputError("upload a photo first")
         return self.image
 
     def cleared(self) -> Session:
@@ -82,7 +83,7 @@ class Session:
         """A click at display pixel ``(x, y)`` -> photo pixel, kept inside the photo."""
         height, width = self.require_photo().shape[:2]
         if not (math.isfinite(x) and math.isfinite(y)):  # min/max would keep a NaN
-            raise ValueError(f"click at ({x}, {y}) is not a point on the photo")
+            raise InputError(f"click at ({x}, {y}) is not a point on the photo")
         px = min(max(x / self.scale, 0.0), width - 1.0)
         py = min(max(y / self.scale, 0.0), height - 1.0)
         return round(px, 2), round(py, 2)
@@ -91,7 +92,7 @@ class Session:
         """Add a click at display pixel ``(x, y)``: a subject or not-subject point, or a box
         corner (the second corner completes the box). Text and mask-file sources are dropped."""
         if mode not in CLICK_MODES:
-            raise ValueError(f"click mode must be one of {CLICK_MODES}; got {mode!r}")
+            raise InputError(f"click mode must be one of {CLICK_MODES}; got {mode!r}")
         point = self.to_photo(x, y)
         new = dataclasses.replace(
             self,
@@ -116,7 +117,7 @@ class Session:
     def with_subject_text(self, text: str) -> Session:
         """Select the subject by text instead of clicks or a file."""
         if not text.strip():
-            raise ValueError("type the subject's name (e.g. 'the horse') before selecting by text")
+            raise InputError("type the subject's name (e.g. 'the horse') before selecting by text")
         return dataclasses.replace(self.cleared(), subject=text.strip())
 
     def with_mask_file(self, path: str) -> Session:

@@ -27,6 +27,7 @@ from PIL import Image
 
 from pnpsam.api import PnPEditor
 from pnpsam.config import ConfigError, EditConfig, ModelConfig
+from pnpsam.errors import UserError
 from pnpsam.imageio import ImageInputError, load_image
 from pnpsam.options import Option
 
@@ -76,7 +77,7 @@ def shown_errors() -> Iterator[None]:
         yield
     except gr.Error:
         raise
-    except (ValueError, OSError) as error:  # bad input, unreadable file, model not found
+    except UserError as error:  # bad input, unreadable file, model not found, full disk
         raise gr.Error(str(error), duration=None) from None
     except Exception as error:
         log.exception("unexpected error in the app")

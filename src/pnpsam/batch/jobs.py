@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pnpsam.config import ConfigError, EditConfig, fingerprint
+from pnpsam.config import ConfigError, EditConfig, fingerprint, prompt_list
 from pnpsam.manifest import default_item_id, load_manifest
 from pnpsam.outputs import OutputPaths, sha256_file
 from pnpsam.paths import safe_name
@@ -137,7 +137,7 @@ def _check_prompts(prompts: Sequence[str] | None) -> tuple[str, ...]:
         raise BatchInputError("no target prompt: give at least one --prompt")
     if any(not str(p).strip() for p in prompts):
         raise BatchInputError(f"empty target prompt in {list(prompts)!r}")
-    return tuple(str(p) for p in prompts)
+    return tuple(prompt_list([str(p) for p in prompts]))  # count and text checked
 
 
 def jobs_from_folder(folder: str | Path, prompts: Sequence[str] | None) -> list[PhotoJob]:
@@ -157,13 +157,17 @@ def jobs_from_folder(folder: str | Path, prompts: Sequence[str] | None) -> list[
     ]
 
 
-def jobs_from_manifest(manifest: str | Path, seed: int = 0) -> list[PhotoJob]:
+def jobs_from_manifest(
+    manifest: str | Path, seed: int = 0, confine: bool = False
+) -> list[PhotoJob]:
     """Jobs from a JSONL/CSV manifest (prompts per line; ``seed`` where a line has none).
 
-    Raises :class:`DatasetError` naming the file, line and field of a malformed entry.
+    Raises :class:`DatasetError` naming the file, line and field of a malformed entry or of a
+    field the schema does not know. ``confine``: image and mask paths must stay inside the
+    manifest's folder.
     """
     manifest = Path(manifest)
-    items = load_manifest(manifest, check_files=False, seed=seed)
+    items = load_manifest(manifest, check_files=False, seed=seed, strict=True, confine=confine)
     stems = []
     for index, item in enumerate(items):
         image = Path(str(item.image_path))
@@ -187,8 +191,11 @@ def jobs_from_manifest(manifest: str | Path, seed: int = 0) -> list[PhotoJob]:
     return jobs
 
 
-def load_jobs(source: str | Path, prompts: Sequence[str] | None, seed: int = 0) -> list[PhotoJob]:
-    """Jobs from a folder of photos or a ``.jsonl``/``.csv`` manifest (``seed``: the run's)."""
+def load_jobs(
+    source: str | Path, prompts: Sequence[str] | None, seed: int = 0, confine: bool = False
+) -> list[PhotoJob]:
+    """Jobs from a folder of photos or a ``.jsonl``/``.csv`` manifest (``seed``: the run's;
+    ``confine``: a manifest's paths must stay in its folder)."""
     path = Path(source)
     if path.is_dir():
         return jobs_from_folder(path, prompts)
@@ -203,4 +210,4 @@ def load_jobs(source: str | Path, prompts: Sequence[str] | None, seed: int = 0) 
             f"--prompt is for a folder of photos; manifest {str(source)!r} gives each photo's "
             "prompts (field 'prompts')"
         )
-    return jobs_from_manifest(path, seed)
+    return jobs_from_manifest(path, seed, confine)

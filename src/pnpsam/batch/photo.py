@@ -14,9 +14,12 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from pnpsam.api import PnPEditor
 from pnpsam.batch.jobs import PhotoJob
 from pnpsam.config import EditConfig
+from pnpsam.errors import UserError
 from pnpsam.imageio import load_image
 from pnpsam.outputs import edit_files
 
@@ -75,7 +78,8 @@ class PhotoResult:
 
 
 def edit_photo(editor: PnPEditor, job: PhotoJob, config: EditConfig) -> PhotoResult:
-    """Edit one photo by all its prompts (one inversion); a failure comes back as a result.
+    """Edit one photo by all its prompts (one inversion); a user error (unreadable photo, bad
+    subject, ...) comes back as a failed result, an internal error propagates.
 
     ``config``: the run's config; the job's seed and subject are applied to it. The record is
     ``EditResult.record`` (so ``pnpsam edit --config`` of it reproduces the PNGs) plus a
@@ -93,7 +97,7 @@ def edit_photo(editor: PnPEditor, job: PhotoJob, config: EditConfig) -> PhotoRes
         files = edit_files(paths, edited, result.source, subject)
         record = result.record(job.image, [p.name for p in paths.pngs])
         record["batch"] = {"name": job.name, "settings": settings}
-    except Exception as error:  # a failed photo is recorded and the run goes on
+    except UserError as error:  # a bad photo is recorded and the run goes on; bugs propagate
         reason = traceback.format_exception_only(type(error), error)[-1].strip()
         return PhotoResult(job.name, settings, error=reason, seconds=time.perf_counter() - started)
     return PhotoResult(job.name, settings, files, record, seconds=time.perf_counter() - started)
@@ -109,9 +113,14 @@ class PhotoWork:
 
     config: EditConfig
     cache_dir: str | None = None  # on-disk inversion cache (``--cache``), shared by workers
+    # torch's CPU threads in every worker: float sums are split by thread, so the count
+    # decides the last bit of a pixel; the driver's count, so every engine writes its bytes
+    threads: int | None = None
     editor: PnPEditor | None = None
 
     def setup(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
         if self.editor is None:
             self.editor = PnPEditor.from_pretrained(self.config.model, cache_dir=self.cache_dir)
             self.editor.set_progress_bar_config(disable=True)

@@ -29,12 +29,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from pnpsam.batch.jobs import PhotoJob
 from pnpsam.batch.photo import PhotoResult, PhotoWork
 from pnpsam.config import ConfigError, EditConfig
 from pnpsam.engines.local import Engine
+from pnpsam.errors import UserFileExistsError
 from pnpsam.outputs import (
     OutputSet,
     append_lines,
@@ -134,7 +136,7 @@ class BatchRunner:
             settings = job.settings(self.config)  # the image's bytes: hashed once per run
             done = self.finished(job, settings)
             if isinstance(done, str) and not self.overwrite:
-                raise FileExistsError(
+                raise UserFileExistsError(
                     f"{self.out}: {done}; pass --overwrite or choose another --out "
                     "(nothing was run)"
                 )
@@ -194,7 +196,8 @@ class BatchRunner:
         done = failed = evaluations = 0
         bar = tqdm(total=len(pending), desc="batch", unit="photo", disable=not self.progress)
         try:
-            for result in engine.run(PhotoWork(self.config, self.cache_dir), pending):
+            work = PhotoWork(self.config, self.cache_dir, threads=torch.get_num_threads())
+            for result in engine.run(work, pending):
                 if result.fatal:
                     raise BatchAbortedError(result.error)
                 job = by_name[result.name]

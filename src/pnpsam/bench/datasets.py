@@ -69,10 +69,10 @@ def decode_pie_rle(
     """
     height, width = shape
     if len(pairs) % 2:
-        raise ValueError(f"RLE needs (start, length) pairs, got an odd count {len(pairs)}")
+        raise DatasetError(f"RLE needs (start, length) pairs, got an odd count {len(pairs)}")
     runs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if (runs < 0).any():
-        raise ValueError(f"RLE starts and lengths must be >= 0, got {runs[(runs < 0).any(1)][0]}")
+        raise DatasetError(f"RLE starts and lengths must be >= 0, got {runs[(runs < 0).any(1)][0]}")
     flat = np.zeros(height * width, dtype=bool)
     for start, length in runs:
         flat[start : start + length] = True  # slicing clips at the end like their min()
@@ -209,7 +209,7 @@ def load_pnp_ti2i(
                 image_path=image_path,
                 source_prompt=source_prompt,
                 target_prompts=targets,
-                seed=read.integer("seed", seed),
+                seed=read.seed("seed", seed),
                 extra={k: v for k, v in record.items() if k not in known},
             )
         )

@@ -18,6 +18,7 @@ from PIL import Image
 
 from pnpsam.api import PnPEditor
 from pnpsam.config import EditConfig
+from pnpsam.errors import InputError
 from pnpsam.imageio import load_image
 from pnpsam.manifest import EditItem
 from pnpsam.masks.ops import resize_mask
@@ -104,7 +105,7 @@ def run_item(
     started = time.perf_counter()
     try:
         if item.image_path is None:
-            raise ValueError(
+            raise InputError(
                 "generated sources (no image file) are not supported by the runner; "
                 "generate the image first and list it in a manifest"
             )

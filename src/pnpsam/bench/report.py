@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from pnpsam.errors import InputError
+
 # Column order of the tables, and the scale PIE-Bench prints each metric at.
 METRIC_ORDER = (
     "structure",
@@ -104,12 +106,12 @@ def paired_differences(
     paired-bootstrap interval. ``scores``: method -> per-item metric dicts, items in one order
     for every method (NaN/inf entries drop that item from that metric's difference)."""
     if reference not in scores:
-        raise ValueError(f"reference method {reference!r} is not among {sorted(scores)}")
+        raise InputError(f"reference method {reference!r} is not among {sorted(scores)}")
     base = scores[reference]
     out: dict[str, dict[str, Estimate]] = {}
     for method, items in scores.items():
         if len(items) != len(base):
-            raise ValueError(
+            raise InputError(
                 f"{method!r} has {len(items)} items but {reference!r} has {len(base)}: "
                 "paired differences need the same items"
             )

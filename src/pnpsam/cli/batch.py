@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from pnpsam.config import PRESETS
+from pnpsam.config import PRESETS, ConfigError, check_limit
 from pnpsam.options import OPTIONS, HelpFormatter, add_options, resolve_config
 
 if TYPE_CHECKING:
@@ -44,6 +44,12 @@ def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--overwrite",
         action="store_true",
         help="redo photos whose outputs in --out were made with other settings",
+    )
+    parser.add_argument(
+        "--confine",
+        action="store_true",
+        help="a manifest's image and mask paths must stay inside its folder (for manifests "
+        "from others: no absolute paths, no '..' out of it, no links leading out)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -86,6 +92,13 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 def make_engine(args: argparse.Namespace) -> Engine:
     """The engine ``--engine`` names (the Ray one checks that Ray is installed)."""
+    if args.workers is not None:
+        check_limit("workers", args.workers)
+        if args.engine != "ray":
+            raise ConfigError(
+                f"--workers {args.workers} is for --engine ray; the local engine edits one "
+                "photo at a time in this process"
+            )
     if args.engine == "ray":
         from pnpsam.engines.ray import RayEngine
 
@@ -100,7 +113,8 @@ def run_batch(args: argparse.Namespace) -> int:
     from pnpsam.outputs import OutputFolder
 
     cfg, data = resolve_config(args, OPTIONS)
-    jobs = load_jobs(args.input, args.prompt or data.get("prompts"), seed=cfg.pnp.seed)
+    prompts = args.prompt or data.get("prompts")
+    jobs = load_jobs(args.input, prompts, seed=cfg.pnp.seed, confine=args.confine)
     engine = make_engine(args)
     runner = BatchRunner(
         args.out,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from pnpsam.bench.toy import DEMO_METHODS, METHOD_NAMES, TOY_SETS
 from pnpsam.config import TOY_MODEL_DIR, Device, ModelConfig, capped_steps, model_defaults
+from pnpsam.errors import InputError
 from pnpsam.methods import parse_methods
 from pnpsam.options import HelpFormatter
 from pnpsam.toyworld.world import TOY_VOCABULARY
@@ -105,9 +106,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from pnpsam.toyworld.pairs import toy_pairs
 
     if args.pairs < 1:
-        raise ValueError(f"--pairs must be >= 1; got {args.pairs}")
+        raise InputError(f"--pairs must be >= 1; got {args.pairs}")
     if args.steps < 1:
-        raise ValueError(f"--steps must be >= 1; got {args.steps}")
+        raise InputError(f"--steps must be >= 1; got {args.steps}")
     args.steps = capped_steps(args.steps)
     methods = parse_methods(args.methods)
     out = Path(args.out)

@@ -20,32 +20,15 @@ from pnpsam.cli.batch import add_batch_parser
 from pnpsam.cli.bench import add_bench_parser
 from pnpsam.cli.demo import add_demo_parser
 from pnpsam.cli.edit import add_edit_parser
+from pnpsam.errors import UserError
 from pnpsam.options import join_negative_values, with_flags
 from pnpsam.threads import apply_thread_policy
 
-# The user's mistakes, as (module, class): printed as one line with exit status 2. Only modules
-# already imported are looked at (an error cannot come from a module never loaded), so the
-# command line starts without importing torch.
-USER_ERRORS = (
-    ("pnpsam.config", "ConfigError"),
-    ("pnpsam.imageio", "ImageInputError"),
-    ("pnpsam.models.loading", "ModelLoadError"),
-    ("pnpsam.api", "InjectionSiteError"),
-    ("pnpsam.api", "TimestepGridError"),
-    ("pnpsam.api", "OutOfMemoryError"),
-    ("pnpsam.masks.ops", "MaskCoverageError"),
-    ("pnpsam.outputs", "OutputError"),
-    ("builtins", "FileExistsError"),
-    ("builtins", "FileNotFoundError"),
-    ("builtins", "ValueError"),
-)
-
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """The loaded exception classes of ``USER_ERRORS``."""
-    return tuple(
-        getattr(sys.modules[module], name) for module, name in USER_ERRORS if module in sys.modules
-    )
+    """The exception types printed as one line with exit status 2: :class:`UserError` only, so
+    an internal bug that raises a builtin ``ValueError`` keeps its traceback."""
+    return (UserError,)
 
 
 def _disk_error(err: OSError) -> Exception | None:

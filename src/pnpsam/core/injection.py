@@ -32,6 +32,7 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 
 from pnpsam.config import InjectionMode
+from pnpsam.errors import InputError
 
 if TYPE_CHECKING:
     from pnpsam.core.features import SourceFeatures
@@ -41,7 +42,7 @@ InjectionKind = Literal["residual", "query", "key"]
 CellReduction = Literal["area", "cover"]
 
 
-class InjectionSiteError(ValueError):
+class InjectionSiteError(InputError):
     """The UNet lacks a requested injection site (not an SD 1.x/2.x decoder layout)."""
 
 

@@ -15,9 +15,10 @@ import torch
 from diffusers import DDIMInverseScheduler, UNet2DConditionModel
 
 from pnpsam.core.callbacks import EditStopped, StepCallback, changed_latents
+from pnpsam.errors import InputError
 
 
-class TimestepGridError(ValueError):
+class TimestepGridError(InputError):
     """The inversion grid does not contain every sampling timestep."""
 
 

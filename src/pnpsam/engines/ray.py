@@ -9,18 +9,26 @@ and its task retried (Ray Data's defaults for actor pools), so every task yields
 Ray is an optional extra: ``pip install pnpsam[ray]``. ``address`` joins an existing cluster
 (``"auto"`` or ``ray://host:10001``); by default a local Ray is started for the run and shut
 down after it. A Ray already initialised by the caller is used as it is and left running.
+
+The local Ray runs without the dashboard; Ray still starts a dashboard agent and a runtime-env
+agent beside its raylet, which outlive a driver killed with SIGKILL by a minute or more, so a
+reaper process (:mod:`pnpsam.engines.reaper`) ends every process of that cluster when the driver
+dies. Actors run torch with the work's thread count (``PhotoWork.threads``: the driver's), not
+their CPU share, so both engines write the same bytes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from pnpsam.config import ConfigError
+from pnpsam.config import ConfigError, check_limit
 from pnpsam.engines.local import ResultT, TaskT, Work
+from pnpsam.engines.reaper import children, start_reaper, stop_reaper
 
 INSTALL_HINT = "pip install pnpsam[ray]"
 
@@ -86,8 +94,8 @@ class RayEngine:
         cpus_per_worker: float = 1.0,
         address: str | None = None,
     ) -> None:
-        if workers is not None and workers < 1:
-            raise ConfigError(f"workers must be >= 1; got {workers}")
+        if workers is not None:
+            check_limit("workers", workers)
         if gpus_per_worker < 0 or cpus_per_worker <= 0:
             raise ConfigError(
                 "gpus-per-worker must be >= 0 and cpus-per-worker > 0; got "
@@ -112,13 +120,19 @@ class RayEngine:
             return
         ray = self.ray
         started_here = not ray.is_initialized()
+        reaper = None
         if started_here:
+            before = children(os.getpid())
             ray.init(
-                address=self.address,
+                # "local": a Ray of our own, never one found running on this machine
+                address=self.address or "local",
                 include_dashboard=False,
                 logging_level=logging.WARNING,
                 log_to_driver=False,  # the driver's bar and summary are the run's output
             )
+            if self.address is None:  # a local cluster: its processes end with this driver
+                started = children(os.getpid())
+                reaper = start_reaper({p: s for p, s in started.items() if p not in before})
         # Ray Data logs each execution at INFO; the driver's bar and summary say enough
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         try:
@@ -145,3 +159,4 @@ class RayEngine:
         finally:
             if started_here:
                 ray.shutdown()
+                stop_reaper(reaper)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
+from pnpsam.errors import InputError
+
 Point = tuple[float, float]
 """One click ``(x, y)`` in image pixels."""
 Box = tuple[float, float, float, float]
@@ -45,7 +47,7 @@ def resolve_sam_name(model: str) -> str:
     return str(alias) if alias is not None else model
 
 
-class PromptError(ValueError):
+class PromptError(InputError):
     """A click or box that cannot be used on this image (outside it, or a degenerate box)."""
 
 
@@ -62,7 +64,7 @@ def validate_prompts(
     ``[0, width] x [0, height]`` with ``x0 < x1`` and ``y0 < y1``.
     """
     if height <= 0 or width <= 0:
-        raise ValueError(f"image size must be positive, got height={height}, width={width}")
+        raise InputError(f"image size must be positive, got height={height}, width={width}")
     for kind, group in (("point", points), ("negative point", neg_points)):
         for point in group:
             if len(point) != 2:
@@ -126,18 +128,18 @@ class MaskConfig:
                 f"negative points {self.neg_points} need at least one positive point or a box"
             )
         if self.multimask_index is not None and self.multimask_index < 0:
-            raise ValueError(f"multimask_index must be >= 0 or None, got {self.multimask_index}")
+            raise InputError(f"multimask_index must be >= 0 or None, got {self.multimask_index}")
         if not 0.0 < self.text_threshold < 1.0:
-            raise ValueError(f"text_threshold must be in (0, 1), got {self.text_threshold}")
+            raise InputError(f"text_threshold must be in (0, 1), got {self.text_threshold}")
         if self.feather_px < 0:
-            raise ValueError(f"feather_px must be >= 0, got {self.feather_px}")
+            raise InputError(f"feather_px must be >= 0, got {self.feather_px}")
         if not 0.0 <= self.min_coverage < self.max_coverage <= 1.0:
-            raise ValueError(
+            raise InputError(
                 "need 0 <= min_coverage < max_coverage <= 1, got "
                 f"min_coverage={self.min_coverage}, max_coverage={self.max_coverage}"
             )
         if self.subject is not None and not self.subject.strip():
-            raise ValueError(f"subject text must not be blank, got {self.subject!r}")
+            raise InputError(f"subject text must not be blank, got {self.subject!r}")
         if height is not None and width is not None:
             validate_prompts(self.points, self.neg_points, self.box, height, width)
 
@@ -164,15 +166,15 @@ class WeakenConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
         if self.background not in BACKGROUND_MODES:
-            raise ValueError(
+            raise InputError(
                 f"background must be one of {BACKGROUND_MODES}, got {self.background!r}"
             )
         if self.restore not in RESTORE_MODES:
-            raise ValueError(f"restore must be one of {RESTORE_MODES}, got {self.restore!r}")
+            raise InputError(f"restore must be one of {RESTORE_MODES}, got {self.restore!r}")
         if not 0.0 < self.dim_factor <= 1.0:
-            raise ValueError(f"dim_factor must be in (0, 1], got {self.dim_factor}")
+            raise InputError(f"dim_factor must be in (0, 1], got {self.dim_factor}")
         if self.restore in ("global", "masked") and self.background != "dim":
-            raise ValueError(
+            raise InputError(
                 f"restore={self.restore!r} undoes dimming, so it needs background='dim', "
                 f"got background={self.background!r}"
             )

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pnpsam.errors import InputError, UserFileNotFoundError
 from pnpsam.imageio import from_float_array
 from pnpsam.masks.ops import as_mask, mask_from_image_array, resize_mask
 
 
-class MaskFileError(ValueError):
+class MaskFileError(InputError):
     """A mask file that cannot be read or is not a usable mask image."""
 
 
@@ -26,11 +27,11 @@ def load_mask_file(path: str | Path, height: int, width: int) -> np.ndarray:
     """
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"mask file {str(file)!r} does not exist")
+        raise UserFileNotFoundError(f"mask file {str(file)!r} does not exist")
     try:
         with Image.open(file) as opened:
             picture = opened.copy()
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise MaskFileError(f"mask file {str(file)!r} is not a readable image: {error}") from error
     if picture.mode == "P":
         # Palette images: decode the palette (and its transparency, if any) to real colours.

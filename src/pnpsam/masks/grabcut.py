@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from pnpsam.errors import InputError
 from pnpsam.imageio import check_rgb_uint8
 from pnpsam.masks.config import Box, Point, validate_prompts
 from pnpsam.masks.ops import resize_mask
@@ -65,9 +66,9 @@ def grabcut_from_prompts(
     rgb = check_rgb_uint8(image)
     height, width = rgb.shape[:2]
     if not points and box is None:
-        raise ValueError("GrabCut needs at least one positive point or a box")
+        raise InputError("GrabCut needs at least one positive point or a box")
     if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
+        raise InputError(f"iterations must be >= 1, got {iterations}")
     validate_prompts(points, neg_points, box, height, width)
 
     scale = 1.0

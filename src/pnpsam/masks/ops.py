@@ -13,11 +13,12 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from pnpsam.errors import InputError
 from pnpsam.imageio import check_rgb_uint8
 from pnpsam.masks.config import SUBJECT_FRACTION_RANGE, Box, Point
 
 
-class MaskCoverageError(ValueError):
+class MaskCoverageError(InputError):
     """The mask selects (almost) the whole image, so there is no background to edit."""
 
 
@@ -36,15 +37,15 @@ def as_mask(mask: np.ndarray, name: str = "mask") -> np.ndarray:
     """
     array = np.asarray(mask)
     if array.ndim != 2:
-        raise ValueError(f"{name} must be HxW, got shape {array.shape}")
+        raise InputError(f"{name} must be HxW, got shape {array.shape}")
     if array.size == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape})")
+        raise InputError(f"{name} is empty (shape {array.shape})")
     out = array.astype(np.float32)
     if not np.all(np.isfinite(out)):
-        raise ValueError(f"{name} has non-finite values")
+        raise InputError(f"{name} has non-finite values")
     low, high = float(out.min()), float(out.max())
     if low < 0.0 or high > 1.0:
-        raise ValueError(f"{name} values must be in [0, 1], got range [{low}, {high}]")
+        raise InputError(f"{name} values must be in [0, 1], got range [{low}, {high}]")
     return out
 
 
@@ -63,7 +64,7 @@ def grow_mask(mask: np.ndarray, px: int) -> np.ndarray:
     out = as_mask(mask)
     limit = max(out.shape)
     if abs(px) > limit:
-        raise ValueError(
+        raise InputError(
             f"grow_px={px} is larger than the {out.shape[1]}x{out.shape[0]} mask; "
             f"use at most {limit} px either way"
         )
@@ -82,7 +83,7 @@ def feather_mask(mask: np.ndarray, px: float) -> np.ndarray:
     """
     out = as_mask(mask)
     if not 0 <= px <= max(out.shape):  # NaN fails too; a wider blur only greys the whole mask
-        raise ValueError(
+        raise InputError(
             f"feather_px={px} must be in [0, {max(out.shape)}] for the "
             f"{out.shape[1]}x{out.shape[0]} mask"
         )
@@ -224,14 +225,14 @@ def mask_from_image_array(array: np.ndarray, name: str = "mask image") -> np.nda
     if pixels.ndim == 2:
         return _grey_to_mask(pixels, name)
     if pixels.ndim != 3 or pixels.shape[2] != 3:
-        raise ValueError(f"{name} must be HxW, HxWx3 or HxWx4, got shape {pixels.shape}")
+        raise InputError(f"{name} must be HxW, HxWx3 or HxWx4, got shape {pixels.shape}")
     if np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(
         pixels[..., 1], pixels[..., 2]
     ):
         return _grey_to_mask(pixels[..., 0], name)
     colours, inverse = np.unique(pixels.reshape(-1, 3), axis=0, return_inverse=True)
     if len(colours) > 2:
-        raise ValueError(
+        raise InputError(
             f"{name} is a colour image with {len(colours)} distinct colours; a mask must be "
             "greyscale, have an alpha channel, or use at most two colours"
         )
@@ -246,11 +247,11 @@ def _grey_to_mask(grey: np.ndarray, name: str) -> np.ndarray:
     if np.issubdtype(grey.dtype, np.integer):
         peak = int(grey.max())
         if int(grey.min()) < 0:
-            raise ValueError(f"{name} has negative values")
+            raise InputError(f"{name} has negative values")
         if peak <= 1:  # a 0/1 label image saved as-is
             return grey.astype(np.float32)
         if peak > 65535:
-            raise ValueError(f"{name} has values up to {peak}; expected 8- or 16-bit greyscale")
+            raise InputError(f"{name} has values up to {peak}; expected 8- or 16-bit greyscale")
         full_scale = 255.0 if peak <= 255 else 65535.0
         return grey.astype(np.float32) / full_scale
     return as_mask(grey, name)

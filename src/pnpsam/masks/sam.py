@@ -27,6 +27,7 @@ from transformers import (
     SamProcessor,
 )
 
+from pnpsam.errors import InputError
 from pnpsam.imageio import check_rgb_uint8
 from pnpsam.masks.config import Box, Point, resolve_sam_name, validate_prompts
 from pnpsam.masks.hub import load_checked
@@ -38,7 +39,7 @@ SAM_MODEL_CLASSES: dict[str, tuple[type[PreTrainedModel], type[ProcessorMixin]]]
 """``config.model_type`` -> (model class, processor class) of the supported SAM families."""
 
 
-class NotASamModelError(ValueError):
+class NotASamModelError(InputError):
     """The id or folder holds a model that is not SAM / SAM-2."""
 
 
@@ -62,7 +63,7 @@ class SamPrediction:
         """Candidate ``index`` (None = best predicted IoU) as ``HxW bool``."""
         chosen = self.best_index if index is None else index
         if not 0 <= chosen < len(self.masks):
-            raise ValueError(
+            raise InputError(
                 f"mask index {index} out of range: SAM returned {len(self.masks)} candidates "
                 f"(0..{len(self.masks) - 1})"
             )
@@ -186,11 +187,11 @@ class SamPointSegmenter:
         """
         height, width = self.image_size
         if len(points) != len(labels):
-            raise ValueError(f"got {len(points)} points but {len(labels)} labels")
+            raise InputError(f"got {len(points)} points but {len(labels)} labels")
         if any(label not in (0, 1) for label in labels):
-            raise ValueError(f"point labels must be 1 (subject) or 0 (not subject), got {labels}")
+            raise InputError(f"point labels must be 1 (subject) or 0 (not subject), got {labels}")
         if not points and box is None:
-            raise ValueError("SAM needs at least one point or a box")
+            raise InputError("SAM needs at least one point or a box")
         positives = [p for p, lab in zip(points, labels, strict=True) if lab == 1]
         negatives = [p for p, lab in zip(points, labels, strict=True) if lab == 0]
         validate_prompts(positives, negatives, box, height, width)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pnpsam.errors import InputError
 from pnpsam.imageio import check_rgb_uint8, image_digest
 from pnpsam.masks.config import Box, MaskConfig, MaskMethod, Point, resolve_sam_name
 from pnpsam.masks.files import load_mask_file
@@ -249,7 +250,7 @@ class MaskMaker:
     def _from_text(self, image: np.ndarray, cfg: MaskConfig) -> SubjectMask:
         subject = cfg.subject
         if not subject:
-            raise ValueError(f"selecting by text needs a subject text; got subject={subject!r}")
+            raise InputError(f"selecting by text needs a subject text; got subject={subject!r}")
         try:
             selector = self.text_selector(cfg.text_model)
         except OSError as error:  # no fallback: without a text model "the goldfish" means nothing

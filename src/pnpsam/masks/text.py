@@ -27,6 +27,7 @@ from transformers import (
     GroundingDinoProcessor,
 )
 
+from pnpsam.errors import InputError
 from pnpsam.imageio import check_rgb_uint8
 from pnpsam.masks.config import Box, Point
 from pnpsam.masks.hub import load_checked
@@ -39,13 +40,13 @@ TEXT_MODEL_CLASSES: dict[str, tuple[Any, Any]] = {
 """``config.model_type`` -> (model class, processor class) of the supported text selectors."""
 
 
-class NotATextSegmenterError(ValueError):
+class NotATextSegmenterError(InputError):
     """The id or folder holds a model that is not a supported text-grounded selector."""
 
 
 def _check_text(text: str) -> str:
     if not text.strip():
-        raise ValueError(f"subject text must not be blank, got {text!r}")
+        raise InputError(f"subject text must not be blank, got {text!r}")
     return text.strip()
 
 
@@ -162,7 +163,7 @@ def probability_to_mask(
     """
     prob = as_mask(probability, "probability map")
     if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        raise InputError(f"threshold must be in (0, 1), got {threshold}")
     peak = float(prob.max())
     cut = threshold if peak >= threshold else threshold * peak
     mask = (prob > cut).astype(np.float32)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from pnpsam.errors import InputError
 from pnpsam.imageio import check_rgb_float
 from pnpsam.masks.config import BACKGROUND_MODES, RESTORE_MODES, BackgroundMode, RestoreMode
 from pnpsam.masks.ops import as_mask
@@ -23,13 +24,13 @@ def _check_pair(image: np.ndarray, mask: np.ndarray, name: str) -> tuple[np.ndar
     rgb = check_rgb_float(image, name)
     weights = as_mask(mask)
     if weights.shape != rgb.shape[:2]:
-        raise ValueError(f"mask shape {weights.shape} differs from {name} size {rgb.shape[:2]}")
+        raise InputError(f"mask shape {weights.shape} differs from {name} size {rgb.shape[:2]}")
     return rgb, weights
 
 
 def _check_factor(factor: float) -> None:
     if not 0.0 < factor <= 1.0:
-        raise ValueError(f"dim factor must be in (0, 1], got {factor}")
+        raise InputError(f"dim factor must be in (0, 1], got {factor}")
 
 
 def background_gain(mask: np.ndarray, mode: BackgroundMode, factor: float = 0.5) -> np.ndarray:
@@ -47,7 +48,7 @@ def background_gain(mask: np.ndarray, mode: BackgroundMode, factor: float = 0.5)
     if mode == "dim":
         _check_factor(factor)
         return (factor + (1.0 - factor) * weights).astype(np.float32)
-    raise ValueError(f"background mode must be one of {BACKGROUND_MODES}, got {mode!r}")
+    raise InputError(f"background mode must be one of {BACKGROUND_MODES}, got {mode!r}")
 
 
 def weaken_background(
@@ -92,7 +93,7 @@ def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
 def _weighted_mean_std(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     mean = _weighted_mean(values, weights)
     if np.isnan(mean):
-        raise ValueError("the background is empty, so its luminance cannot be matched")
+        raise InputError("the background is empty, so its luminance cannot be matched")
     return mean, _weighted_mean((values - mean) ** 2, weights) ** 0.5
 
 
@@ -126,7 +127,7 @@ def restore_brightness(
         return np.clip(rgb / background_gain(weights, "dim", factor)[..., None], 0.0, 1.0)
     if mode == "luminance":
         if source is None:
-            raise ValueError("restore='luminance' needs the source image (before weakening)")
+            raise InputError("restore='luminance' needs the source image (before weakening)")
         src, _ = _check_pair(source, weights, "source")
         background = 1.0 - weights
         y_out = luminance(rgb)
@@ -138,7 +139,7 @@ def restore_brightness(
         gain = y_target / np.maximum(y_out, _EPS)
         blended_gain = 1.0 + (gain - 1.0) * background
         return np.clip(rgb * blended_gain[..., None], 0.0, 1.0)
-    raise ValueError(f"restore mode must be one of {RESTORE_MODES}, got {mode!r}")
+    raise InputError(f"restore mode must be one of {RESTORE_MODES}, got {mode!r}")
 
 
 @dataclass(frozen=True)

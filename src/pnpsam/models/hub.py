@@ -18,6 +18,8 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
+from pnpsam.errors import InputError
+
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PROBE_TIMEOUT_S = 2.0  # a reachable hub answers a TCP connect in well under a second
 _TRUE = {"1", "true", "yes", "on"}
@@ -27,7 +29,7 @@ class ModelDownloadWarning(UserWarning):
     """A hub model is about to be downloaded (it is not in the local cache)."""
 
 
-class ModelUnavailableError(OSError, ValueError):
+class ModelUnavailableError(OSError, InputError):
     """A model cannot be loaded: offline and not cached, not found, or gated.
 
     An ``OSError`` (what ``from_pretrained`` raises, so fallbacks that catch it still work) and

@@ -7,13 +7,15 @@ DDIM, with no safety checker (PnP never calls the pipeline's ``__call__``).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, StableDiffusionPipeline
 
-from pnpsam.config import ModelConfig, resolve_model_name
+from pnpsam.config import ModelConfig, resolve_model_name, short_repr
+from pnpsam.errors import UserError
 from pnpsam.models.hub import ModelUnavailableError, check_available, unavailable
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -22,7 +24,7 @@ SAFE_SINGLE_FILE = (".safetensors",)
 PICKLED_SINGLE_FILE = (".ckpt", ".pt", ".pth", ".bin")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """The model could not be loaded; the message names the model and the reason."""
 
 
@@ -92,6 +94,36 @@ def _check_folder(folder: Path) -> None:
             f"model folder {str(folder)!r} is not a Stable Diffusion diffusers folder: "
             f"missing {', '.join(p + '/' for p in missing)}"
         )
+    _check_index(folder / "model_index.json")
+
+
+# Libraries a Stable Diffusion folder's model_index.json may name for its parts: diffusers
+# imports any module the index names, so an index naming ("os", "system") must stop here.
+INDEX_LIBRARIES = ("diffusers", "transformers")
+
+
+def _check_index(index: Path) -> None:
+    """Refuse a ``model_index.json`` that is not JSON or names a part's class in a library
+    other than ``INDEX_LIBRARIES`` (the error names the part)."""
+    try:
+        entries = json.loads(index.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelLoadError(
+            f"model folder {str(index.parent)!r} has no model_index.json"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ModelLoadError(f"cannot read {str(index)!r}: {error}") from None
+    if not isinstance(entries, dict):
+        raise ModelLoadError(f"{str(index)!r} must hold a JSON object")
+    for part, value in entries.items():
+        if part.startswith("_") or not isinstance(value, list):
+            continue
+        library = value[0] if value else None
+        if library is not None and library not in INDEX_LIBRARIES:
+            raise ModelLoadError(
+                f"{str(index)!r}: part {part!r} names {short_repr(value)}; a Stable Diffusion "
+                f"folder's parts come from {' or '.join(INDEX_LIBRARIES)}"
+            )
 
 
 def _load(cfg: ModelConfig, dtype: torch.dtype) -> StableDiffusionPipeline:

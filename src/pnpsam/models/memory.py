@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
+from pnpsam.errors import UserError
 
-class OutOfMemoryError(RuntimeError):
+
+class OutOfMemoryError(UserError, RuntimeError):
     """The accelerator ran out of memory even at one prompt per batch."""
 
 
