@@ -95,3 +95,20 @@ def test_mask_file_source_gives_the_files_mask_at_the_photo_size(
     assert made.subject is not None and made.subject.method == "file"
     assert np.array_equal(made.subject.mask > 0.5, truth > 0)
     assert "mask by **file**" in mask_summary(made)
+
+
+def test_background_intent_is_one_control_beside_the_prompts(editor: PnPEditor) -> None:
+    import gradio as gr
+
+    from pnpsam.app import build_app
+    from pnpsam.app.actions import INTENT
+
+    assert INTENT not in ADVANCED and INTENT.choices == ("auto", "follow", "keep")
+    assert with_values(EditConfig(), [INTENT], ["keep"]).pnp.background_intent == "keep"
+    with pytest.raises(ConfigError, match="background_intent"):
+        with_values(EditConfig(), [INTENT], ["stay"])
+    page = build_app(editor)
+    radios = [b for b in page.blocks.values() if getattr(b, "elem_id", None) == "background-intent"]
+    assert len(radios) == 1 and isinstance(radios[0], gr.Radio)
+    assert [c[0] for c in radios[0].choices] == ["auto", "follow", "keep"]
+    assert radios[0].value == "auto"

@@ -365,7 +365,9 @@ class PnPEditor:
         """DDIM-invert ``image`` once; pass the result to ``edit`` for any number of prompts.
 
         With a subject (``mask`` or ``config.mask``) and ``config.weaken.background`` set, the
-        background is weakened in pixels before inversion (the report's scheme 3).
+        background is weakened in pixels before inversion (the report's scheme 3); "auto" is
+        left unweakened only when ``config.pnp.background_intent`` is "keep" (an "auto" intent
+        is resolved by ``edit``, which knows the prompts; here it counts as "follow").
         """
         cfg = self.resolve(config or self.default_config()).resolve_derived()
         original = as_rgb_image(image, cfg.preprocess.max_input_pixels)
@@ -373,7 +375,8 @@ class PnPEditor:
         subject = self.subject_mask(original, cfg, mask)
         has_subject = subject is not None and subject.usable
         subject_default = has_subject and cfg.weaken.background == "auto"
-        cfg.weaken = cfg.weaken.resolved(has_subject)
+        # a kept background is taken from this inversion, so it must not be weakened
+        cfg.weaken = cfg.weaken.resolved(has_subject and cfg.pnp.background_intent != "keep")
         if subject is None and cfg.weaken.background != "keep":
             raise ConfigError(
                 f"background={cfg.weaken.background!r} needs a subject: give points, a box, "
@@ -464,6 +467,8 @@ class PnPEditor:
         ``pnp_overrides`` are ``PnPConfig`` fields (guidance=10, pnp_f_t=0.5, ...). ``mask``
         (HxW in [0, 1] at the image's size, 1 = subject) or ``config.mask`` names the subject:
         injection then stops at it (``mask_injection``), and ``config.weaken`` applies.
+        ``pnp.background_intent`` "auto" is resolved here from the prompts (``intent_for``) and
+        the result records the value that ran ("follow" or "keep").
         """
         prompts = prompt_list(prompts)
         _check_keywords("edit", pnp_overrides, PnPConfig)
@@ -472,6 +477,16 @@ class PnPEditor:
         cfg.pnp.validate()
         cfg.resolve_derived()
         given = isinstance(image, Inversion)
+        weakening = image.weaken.background if isinstance(image, Inversion) else None
+        if mask is not None or cfg.mask.has_source or given:
+            cfg.pnp.background_intent = cfg.pnp.intent_for(
+                prompts, weakening or cfg.weaken.background
+            )
+        elif cfg.pnp.background_intent == "keep":
+            raise ConfigError(
+                "pnp.background_intent 'keep' keeps the background around a subject: give "
+                "points, a box, a subject text, a mask file or a mask array"
+            )
         if isinstance(image, Inversion):
             inversion = image
             asked = _mask_sources(cfg, mask)
@@ -493,6 +508,8 @@ class PnPEditor:
         reused = given or inversion.reused
         cfg.pnp = cfg.pnp.with_subject_mode(inversion.subject_default)
         subject = inversion.subject if inversion.subject and inversion.subject.usable else None
+        if subject is None:  # no subject (or an empty mask): plain PnP, no background to keep
+            cfg.pnp.background_intent = "follow"
         subject_tensor = None
         if subject is not None:
             subject_tensor = torch.from_numpy(subject.mask)[None, None].to(self.pipeline.device)

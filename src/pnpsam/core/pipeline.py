@@ -28,9 +28,11 @@ from pnpsam.core.injection import (
 )
 from pnpsam.core.inversion import InvertedLatents, StepCallback, ddim_invert, inversion_timesteps
 from pnpsam.core.sampling import (
+    LatentsStep,
     SamplingCallback,
     TextConditions,
     injection_schedule,
+    keep_background,
     pnp_sample,
 )
 from pnpsam.core.subject_text import SubjectTextAttention, subject_token_weights
@@ -227,7 +229,9 @@ class PnPPipeline:
         """Translate the inverted image by each prompt; returns latents (k, C, h, w).
 
         ``mask`` (1, 1, H, W) in [0, 1] is the subject: injection is limited to it when
-        ``cfg.mask_injection``, and ``cfg.background_noise`` re-noises the rest of the start.
+        ``cfg.mask_injection``, ``cfg.background_noise`` re-noises the rest of the start, and
+        with ``cfg.background_intent`` "keep" the rest is the source's inversion latents after
+        every step (``keep_background``; "auto" must be resolved before, it acts as "follow").
         Prompts run ``cfg.prompt_batch_size`` at a time (all by default); a CUDA out-of-memory
         error halves the chunk and retries, down to one prompt per batch. ``observers`` see
         every injected tensor (for tests and debugging). ``features``: source-row features of
@@ -263,6 +267,9 @@ class PnPPipeline:
                     return latents
                 return self.renoise_background(latents, subject_mask, cfg)
 
+        after_step: LatentsStep | None = None
+        if mask is not None and cfg.background_intent == "keep":
+            after_step = keep_background(inverted, self.sampling_timesteps(cfg.steps), mask)
         words = None
         text_attention: AbstractContextManager[SubjectTextAttention | None] = nullcontext()
         if mask is not None and cfg.subject_words.strip():
@@ -311,6 +318,7 @@ class PnPPipeline:
                         callback=callback,
                         progress=partial(_advance, bar, k),
                         before_step=before_step,
+                        after_step=after_step,
                     )
                 except torch.OutOfMemoryError as err:
                     if chunk == 1:

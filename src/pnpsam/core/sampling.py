@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from diffusers import DDIMScheduler, UNet2DConditionModel
 
 from pnpsam.config import PnPConfig
@@ -20,6 +21,8 @@ from pnpsam.core.inversion import InvertedLatents
 
 # callback(step_index, timestep, latents (k, C, h, w)) after every sampling step
 SamplingCallback = Callable[[int, int, torch.Tensor], None]
+# latents_fn(step_index, latents (k, C, h, w)) -> latents: may replace the guided latents
+LatentsStep = Callable[[int, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,27 @@ def injection_schedule(
     return steps
 
 
+def keep_background(
+    inverted: InvertedLatents, timesteps: list[int], subject: torch.Tensor
+) -> LatentsStep:
+    """Blended latent diffusion with the source's own trajectory (``background_intent`` keep).
+
+    Returns ``after_step(index, latents)``: after sampling step ``index`` (which reached the
+    next timestep of ``timesteps``, or x_0 after the last) the latents outside the subject
+    are the source's inversion latents at that timestep (``inverted.clean`` after the last),
+    so the background ends as the source's own latent; inside, the generation's. ``subject``
+    (1, 1, H, W) in [0, 1] is area-resized to the latents' own grid (soft edges blend).
+    Self-contained on purpose: a per-step callback can call it as it is.
+    """
+    targets = [inverted.at(t) for t in timesteps[1:]] + [inverted.clean]
+
+    def after_step(index: int, latents: torch.Tensor) -> torch.Tensor:
+        inside = F.interpolate(subject.to(latents), size=latents.shape[-2:], mode="area")
+        return torch.lerp(targets[index].to(latents), latents, inside)
+
+    return after_step
+
+
 @torch.no_grad()
 def pnp_sample(
     unet: UNet2DConditionModel,
@@ -67,7 +91,8 @@ def pnp_sample(
     cfg: PnPConfig,
     callback: SamplingCallback | None = None,
     progress: Callable[[int], object] | None = None,
-    before_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+    before_step: LatentsStep | None = None,
+    after_step: LatentsStep | None = None,
 ) -> torch.Tensor:
     """Sample ``k`` edits of one image; returns the final latents (k, C, h, w).
 
@@ -76,7 +101,8 @@ def pnp_sample(
     its own DDIM reconstruction from x_T (``"reconstruction"``). The injector must be installed;
     with ``injector.replay`` the source row is left out and its recorded features injected.
     ``before_step(index, latents)`` may replace the guided latents (k, C, h, w) before a step
-    (e.g. re-noise their background after the first steps).
+    (e.g. re-noise their background after the first steps); ``after_step(index, latents)``
+    may replace them after it (e.g. ``keep_background``), before ``callback`` sees them.
     """
     scheduler.set_timesteps(cfg.steps, device=start_latent.device)
     timesteps = [int(t) for t in scheduler.timesteps]
@@ -100,6 +126,8 @@ def pnp_sample(
         noise_uncond, noise_cond = noise[layout.uncond], noise[layout.cond]
         guided = noise_uncond + cfg.guidance * (noise_cond - noise_uncond)
         latents = scheduler.step(guided, t, latents).prev_sample
+        if after_step is not None:
+            latents = after_step(state.index, latents)
         if layout.has_source and cfg.source == "reconstruction":
             source = scheduler.step(noise[layout.source], t, source).prev_sample
         if callback is not None:
