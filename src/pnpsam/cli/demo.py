@@ -55,9 +55,11 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser = subparsers.add_parser(
         "demo",
         help="compare every method on toy-world images, offline (start here)",
-        description="Runs plain PnP, no injection, the report's schemes 1-3 and mask-aware "
-        "injection on cluttered toy-world photos with the shipped toy model, then writes a "
-        "labelled comparison grid (grid.png) and a metrics table (metrics.md, metrics.json).",
+        description="Runs the subject-aware default, plain PnP, no injection, the report's "
+        "schemes 1-3 and mask-aware injection on cluttered toy-world photos with the shipped toy "
+        "model, then writes a labelled comparison grid (grid.png) and a metrics table "
+        "(metrics.md, metrics.json). Each source's caption is given as --source-prompt, so "
+        "--background-intent auto keeps the background when a target keeps it.",
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--out", default="out/demo", help="output folder")
