@@ -14,7 +14,8 @@ the demo's tables (means, bootstrap 95% intervals, paired differences to REFEREN
 
 The held-out numbers of the README's issue-19 section came from (KIND col and bg; v2 with
 ``:residual_blocks=[3]`` after every spec, its 8x8 layer, as in
-``benchmarks/research/toy_v2/pnpsam_defaults.json``), each bounded by ``timeout 50m``:
+``benchmarks/research/toy_v2/pnpsam_defaults.json``), each bounded by ``timeout`` (the
+README's run: 42 minutes; per-pair lines in ``benchmarks/research/issue19_runs/``):
 
     M=subject,pnp,scheme3:background=remove:restore=none
     issue19.py run toy held-out KIND 64 v1_KIND.jsonl $M
