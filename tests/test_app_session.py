@@ -109,3 +109,20 @@ def test_a_doubtful_selection_is_shown_under_the_mask() -> None:
         warnings.simplefilter("always")
         warnings.warn(doubt, DoubtfulMaskWarning, stacklevel=1)
     assert mask_notes(caught, EditConfig()) == doubt
+
+
+def test_background_intent_is_one_control_beside_the_prompts(editor: PnPEditor) -> None:
+    import gradio as gr
+
+    from pnpsam.app import build_app
+    from pnpsam.app.actions import INTENT
+
+    assert INTENT not in ADVANCED and INTENT.choices == ("auto", "follow", "keep")
+    assert with_values(EditConfig(), [INTENT], ["keep"]).pnp.background_intent == "keep"
+    with pytest.raises(ConfigError, match="background_intent"):
+        with_values(EditConfig(), [INTENT], ["stay"])
+    page = build_app(editor)
+    radios = [b for b in page.blocks.values() if getattr(b, "elem_id", None) == "background-intent"]
+    assert len(radios) == 1 and isinstance(radios[0], gr.Radio)
+    assert [c[0] for c in radios[0].choices] == ["auto", "follow", "keep"]
+    assert radios[0].value == "auto"

@@ -405,7 +405,9 @@ class PnPEditor:
         """DDIM-invert ``image`` once; pass the result to ``edit`` for any number of prompts.
 
         With a subject (``mask`` or ``config.mask``) and ``config.weaken.background`` set, the
-        background is weakened in pixels before inversion (the report's scheme 3).
+        background is weakened in pixels before inversion (the report's scheme 3); "auto" is
+        left unweakened only when ``config.pnp.background_intent`` is "keep" (an "auto" intent
+        is resolved by ``edit``, which knows the prompts; here it counts as "follow").
         """
         cfg = self.resolve(config if config is not None else config_for_model(self.model.model))
         return self._invert(image, cfg.resolve_derived(), mask)
@@ -417,7 +419,7 @@ class PnPEditor:
         prepared = self.prepare(original, cfg.preprocess)
         subject = self.subject_mask(original, cfg, mask)
         usable = subject is not None and subject.usable
-        policy = SubjectPolicy.decide(cfg.weaken.background, usable)
+        policy = SubjectPolicy.decide(cfg.weaken.background, usable, cfg.pnp.background_intent)
         weaken = policy.weaken(cfg.weaken)
         if subject is None and weaken.background != "keep":
             raise ConfigError(
@@ -513,13 +515,26 @@ class PnPEditor:
         ``callback`` (``StepCallback``) runs after every sampling step: it may change the
         latents or raise ``EditStopped``, which ends the edit (nothing of it is kept) and
         reaches the caller.
+        ``pnp.background_intent`` "auto" is resolved here from the prompts (``intent_for``) and
+        the result records the value that ran ("follow" or "keep").
         """
         # 1. check the inputs; resolve the config once
         prompts = prompt_list(prompts)
         base = config if config is not None else config_for_model(self.model.model)
         asked = self.resolve(base, pnp_overrides).resolve_derived()
-        # 2. invert the image, or reuse the given inversion
+        # 2. the background intent ("auto" made concrete from the prompts), then invert the
+        #    image or reuse the given inversion
         given = isinstance(image, Inversion)
+        weakening = image.weaken.background if isinstance(image, Inversion) else None
+        if mask is not None or asked.mask.has_source or given:
+            asked.pnp.background_intent = asked.pnp.intent_for(
+                prompts, weakening or asked.weaken.background
+            )
+        elif asked.pnp.background_intent == "keep":
+            raise ConfigError(
+                "pnp.background_intent 'keep' keeps the background around a subject: give "
+                "points, a box, a subject text, a mask file or a mask array"
+            )
         if isinstance(image, Inversion):
             self._check_given(image, asked, mask)
             inversion = image
@@ -581,6 +596,8 @@ class PnPEditor:
             weaken=dataclasses.replace(inversion.weaken),
             pnp=inversion.policy.pnp(asked.pnp),
         )
+        if inversion.usable_subject is None:  # no subject (or an empty mask): nothing to keep
+            config.pnp.background_intent = "follow"
         sampling = self.pipeline.plan(config.pnp)
         if inversion.sampling_steps != config.pnp.steps:
             inversion.latents.check_grid(sampling.timesteps)

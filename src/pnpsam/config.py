@@ -11,7 +11,9 @@ import hashlib
 import json
 import math
 import os
+import re
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -55,6 +57,14 @@ MaskCells = Literal["auto", "area", "cover"]
 SUBJECT_BACKGROUND: BackgroundMode = "remove"
 SUBJECT_MASK_CELLS: MaskCells = "cover"
 SUBJECT_BACKGROUND_WEIGHT = 0.2
+# With a subject: what the target prompts ask of the background (see PnPConfig.background_intent).
+BackgroundIntent = Literal["auto", "follow", "keep"]
+# Words that open the background phrase of a prompt ("a red circle on grass", "a horse in a
+# field"); ``background_phrase`` reads the phrase after the last of them.
+BACKGROUND_PREPOSITIONS = frozenset(
+    {"on", "in", "at", "against", "over", "under", "near", "by", "beside", "inside", "behind"}
+)
+_ARTICLES = frozenset({"a", "an", "the"})
 
 
 # A feature budget for interactive front ends (the web app's default): one 512 px photo's
@@ -214,6 +224,26 @@ def load_yaml(text: str, where: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{where} is not valid YAML/JSON: {err}") from err
+
+
+def background_phrase(prompt: str) -> tuple[str, ...] | None:
+    """The words after the last preposition of ``BACKGROUND_PREPOSITIONS`` in ``prompt``,
+    lower-cased, punctuation and articles dropped (``"A red circle on grass."`` ->
+    ``("grass",)``); None when the prompt has no such phrase."""
+    words = re.findall(r"[\w'-]+", prompt.lower())
+    opens = [i for i, word in enumerate(words) if word in BACKGROUND_PREPOSITIONS]
+    if not opens:
+        return None
+    phrase = tuple(w for w in words[opens[-1] + 1 :] if w not in _ARTICLES)
+    return phrase or None
+
+
+def keeps_background(source_prompt: str, target_prompt: str) -> bool:
+    """Whether ``target_prompt`` keeps ``source_prompt``'s background: both have a background
+    phrase (``background_phrase``) and they are the same words. ``"a red circle on grass"`` ->
+    ``"a blue circle on grass"``: True; ``-> "a blue circle on snow"``: False."""
+    source = background_phrase(source_prompt)
+    return source is not None and source == background_phrase(target_prompt)
 
 
 def prompt_list(prompts: object) -> list[str]:
@@ -390,6 +420,18 @@ class PnPConfig:
     # circle"). Background positions get no cross-attention to their tokens, so the free
     # background does not draw a second subject. "" = off.
     subject_words: str = ""
+    # With a subject: what the target prompts ask of the background. "follow" = it follows the
+    # text (the subject-aware default, or what ``weaken`` sets: the behaviour before this
+    # field existed); "keep" = it stays the source's: nothing is weakened before inversion and
+    # after every sampling step the background latents are the source's inversion latents at
+    # that step (blended latent diffusion) while the subject is PnP-injected; "auto" = "keep"
+    # when ``source_prompt`` is given, ``weaken.background`` is auto or keep and every target
+    # prompt keeps the source prompt's background phrase (``keeps_background``), else
+    # "follow". An edit records the value it resolved to.
+    background_intent: BackgroundIntent = "auto"
+    # Words describing the source image ("a red circle on grass"), read only by
+    # ``background_intent`` auto; the inversion is conditioned on ``inversion.prompt``.
+    source_prompt: str = ""
 
     def validate(self) -> None:
         check_types(self, "pnp")
@@ -408,6 +450,7 @@ class PnPConfig:
         _check_choice("masked_features", self.masked_features, MaskedFeatures)
         _check_choice("background_injection", self.background_injection, BackgroundInjection)
         _check_choice("mask_cells", self.mask_cells, MaskCells)
+        _check_choice("background_intent", self.background_intent, BackgroundIntent)
         if self.background_weight is not None:
             _check_fraction("background_weight", self.background_weight)
         _check_choice("source", self.source, SourceStream)
@@ -420,6 +463,24 @@ class PnPConfig:
             if any(not isinstance(b, int) or b < 0 for b in blocks):
                 raise ConfigError(f"{name} must be LDM output block numbers >= 0; got {blocks!r}")
         check_limits(self, "pnp")
+
+    def intent_for(self, prompts: Sequence[str], weakening: str) -> BackgroundIntent:
+        """``background_intent`` made concrete ("follow" or "keep") for ``prompts`` when the
+        source is inverted with background mode ``weakening`` (``weaken.background``).
+
+        Raises ``ConfigError`` for "keep" with a weakened background (the kept background
+        would be the removed/dimmed one)."""
+        unweakened = weakening in ("auto", "keep")
+        if self.background_intent == "keep" and not unweakened:
+            raise ConfigError(
+                f"pnp.background_intent 'keep' takes the background from the source's "
+                f"inversion, which weaken.background {weakening!r} changes; use auto or keep"
+            )
+        if self.background_intent != "auto":
+            return self.background_intent
+        source = self.source_prompt
+        kept = bool(source.strip()) and all(keeps_background(source, p) for p in prompts)
+        return "keep" if kept and unweakened else "follow"
 
     @property
     def residual_steps(self) -> int:
@@ -446,18 +507,28 @@ class SubjectPolicy:
     """
 
     subject_aware: bool = False  # the subject-aware default is in force
+    # background intent "keep": the background is taken from this inversion's trajectory, so
+    # "auto" weakens nothing before inversion (the PnP subject fields are still the default's)
+    keeps_background: bool = False
 
     @classmethod
-    def decide(cls, background: BackgroundMode, has_subject: bool) -> SubjectPolicy:
-        """The policy for an edit whose ``weaken.background`` is ``background`` and which has
-        (``has_subject``) or lacks a usable subject mask."""
-        return cls(subject_aware=background == "auto" and has_subject)
+    def decide(
+        cls, background: BackgroundMode, has_subject: bool, intent: BackgroundIntent = "follow"
+    ) -> SubjectPolicy:
+        """The policy for an edit whose ``weaken.background`` is ``background``, which has
+        (``has_subject``) or lacks a usable subject mask, and whose resolved
+        ``pnp.background_intent`` is ``intent`` ("auto" counts as "follow")."""
+        return cls(
+            subject_aware=background == "auto" and has_subject,
+            keeps_background=has_subject and intent == "keep",
+        )
 
     def weaken(self, weaken: WeakenConfig) -> WeakenConfig:
         """A copy of ``weaken`` with ``background`` "auto" made concrete."""
         if weaken.background != "auto":
             return dataclasses.replace(weaken)
-        background: BackgroundMode = SUBJECT_BACKGROUND if self.subject_aware else "keep"
+        removes = self.subject_aware and not self.keeps_background
+        background: BackgroundMode = SUBJECT_BACKGROUND if removes else "keep"
         return dataclasses.replace(weaken, background=background)
 
     def pnp(self, pnp: PnPConfig) -> PnPConfig:

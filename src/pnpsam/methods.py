@@ -4,10 +4,13 @@ Built-in methods — each is a set of :class:`~pnpsam.config.EditConfig` values 
 :class:`~pnpsam.api.PnPEditor` (or, for ``sdedit``, diffusers' img2img on the same weights):
 
 * ``subject`` — the editor's subject-aware default (what ``pnpsam edit`` does when a subject is
-  given: ``weaken.background`` auto = removed before inversion, injection on the subject only).
+  given: ``weaken.background`` auto = removed before inversion, injection on the subject only;
+  ``pnp.background_intent`` auto = the background kept instead when a ``source_prompt`` is given
+  and the targets keep its background words).
 * ``pnp`` — plain Plug-and-Play; the item's subject mask is not given to the editor.
 * ``pnp-masked`` — the item's mask is given and features are injected only at subject
-  positions (``pnp.mask_injection``), the background kept before inversion; add
+  positions (``pnp.mask_injection``), the background kept before inversion and then free
+  (``background_intent`` follow); add
   ``background_noise=0.3`` etc. to test fresh noise in the start latent's background.
 * ``scheme1`` — the report's scheme 1: start from seeded Gaussian noise (``pnp.start=noise``).
 * ``scheme2`` — the report's scheme 2: blend source and generated features
@@ -83,7 +86,10 @@ METHODS: dict[str, MethodInfo] = {
     "pnp": MethodInfo("plain PnP"),
     "pnp-masked": MethodInfo(
         "PnP injecting only on the subject mask",
-        {"pnp": {"mask_injection": True}, "weaken": {"background": "keep"}},
+        {
+            "pnp": {"mask_injection": True, "background_intent": "follow"},
+            "weaken": {"background": "keep"},
+        },
         uses_mask=True,
     ),
     "scheme1": MethodInfo("start from seeded noise", {"pnp": {"start": "noise"}}),

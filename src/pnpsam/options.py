@@ -298,6 +298,22 @@ OPTIONS = (
         "with a subject: words of the prompts that name it (e.g. 'robot'); the background does "
         "not attend to them, so it does not draw a second subject",
     ),
+    Option(
+        "--background-intent",
+        "pnp",
+        "background_intent",
+        "with a subject: follow = the background follows the prompt; keep = it stays the "
+        "photo's (its inversion latents at every step, the subject PnP-edited); auto = keep "
+        "when --source-prompt is given and every prompt keeps its background words "
+        "('... on grass' -> '... on grass'), else follow",
+    ),
+    Option(
+        "--source-prompt",
+        "pnp",
+        "source_prompt",
+        "words describing the photo (e.g. 'a red circle on grass'); read by "
+        "--background-intent auto only",
+    ),
 )
 
 

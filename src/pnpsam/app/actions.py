@@ -38,10 +38,21 @@ from pnpsam.outputs import OutputPaths, edit_files, write_bytes
 
 from .session import Session
 
+# The background intent: one control beside the prompts (what the prompt asks of the
+# background), not in the advanced section.
+INTENT: Option = next(o for o in OPTIONS if o.field == "background_intent")
+INTENT_HELP = (
+    "keep: the prompt keeps the photo's background (e.g. only the subject's colour changes); "
+    "follow: the background follows the prompt; auto: keep when the source prompt "
+    "(advanced: --source-prompt) and every target prompt end in the same background words, "
+    "else follow"
+)
 # The page's "advanced" section: every edit option of the CLI except the model (fixed at
-# launch) and the subject's sources (clicks, text, file: the left column).
+# launch), the subject's sources (clicks, text, file: the left column) and the intent.
 ADVANCED: tuple[Option, ...] = tuple(
-    o for o in OPTIONS if o.section in ("preprocess", "inversion", "pnp", "weaken")
+    o
+    for o in OPTIONS
+    if o.section in ("preprocess", "inversion", "pnp", "weaken") and o is not INTENT
 )
 _SOURCES = ("points", "neg_points", "box", "subject", "mask_file")
 MASK_TOOLS: tuple[Option, ...] = tuple(

@@ -33,6 +33,8 @@ from pnpsam.options import Option
 
 from .actions import (
     ADVANCED,
+    INTENT,
+    INTENT_HELP,
     MASK_TOOLS,
     METHOD_CHOICES,
     NO_SUBJECT,
@@ -133,6 +135,8 @@ def build_app(
     def config_of(values: Mapping[Any, Any]) -> EditConfig:
         """The base config with the page's mask tools (and advanced options, when given)."""
         cfg = with_values(base, MASK_TOOLS, [values[c] for c in tool_inputs])
+        if intent in values:
+            cfg = with_values(cfg, (INTENT,), [values[intent]])
         if advanced_inputs[0] not in values:
             return cfg
         return with_values(cfg, ADVANCED, [values[c] for c in advanced_inputs])
@@ -185,6 +189,13 @@ def build_app(
             with gr.Column(scale=1):
                 prompts = gr.Textbox(
                     label="Target prompts (one per line)", lines=3, elem_id="prompts"
+                )
+                intent = gr.Radio(
+                    list(INTENT.choices or ()),
+                    value=shown_value(INTENT, base),
+                    label="Background",
+                    info=INTENT_HELP,
+                    elem_id="background-intent",
                 )
                 method = gr.Radio(
                     list(METHOD_CHOICES),
@@ -312,7 +323,7 @@ def build_app(
 
         translate.click(
             on_edit,
-            {state, prompts, method, *tool_inputs, *advanced_inputs},
+            {state, prompts, intent, method, *tool_inputs, *advanced_inputs},
             [gallery, stats, download, record],
             api_visibility="private",
             concurrency_id=DEVICE_QUEUE,

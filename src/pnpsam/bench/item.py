@@ -111,6 +111,8 @@ def run_item(
             )
         config = EditConfig.from_dict(config.to_dict())
         config.pnp.seed = item.seed
+        # the item's source prompt lets background_intent auto decide (unless the spec set one)
+        config.pnp.source_prompt = config.pnp.source_prompt or item.source_prompt
         config.mask = item_mask_config(config.mask, item.points, item.point_labels, item.box)
         image = load_image(item.image_path)
         full_mask = item_mask(item, image)

@@ -7,6 +7,7 @@ background, and does the old clutter come back (``pnpsam.toyworld.pairs.score_to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -127,6 +128,15 @@ class ToyEditStore:
         self._rows[row["key"]] = row
 
 
+def with_source_prompt(config: EditConfig, caption: str) -> EditConfig:
+    """``config`` with ``pnp.source_prompt`` set to the source's ``caption`` unless the method
+    set one: every toy source is described, as a user would describe a photo, so
+    ``background_intent`` auto can tell whether the target keeps its background."""
+    if config.pnp.source_prompt:
+        return config
+    return dataclasses.replace(config, pnp=dataclasses.replace(config.pnp, source_prompt=caption))
+
+
 def run_toy_comparison(
     editor: PnPEditor,
     pairs: Sequence[ToyPair],
@@ -140,11 +150,13 @@ def run_toy_comparison(
 
     Each row has the method's mean of every score (``iou``, ``color``, ...), ``seconds_per_edit``
     and ``per_pair``: the scores of every pair, in ``pairs`` order (for intervals and paired
-    differences, see :func:`toy_summary`). Pairs run in the outer loop, so methods that invert
-    the same pixels share one inversion. ``progress``: a bar over the edits (pairs x methods)
-    with an ETA, on stderr. ``store``: edits finished earlier are taken from it and every new
-    one is kept in it as soon as it is made. ``on_pair(rows, outputs)``: called after each pair
-    with the rows and outputs of the pairs so far (to write partial results).
+    differences, see :func:`toy_summary`). Each edit gets the source's caption as
+    ``pnp.source_prompt`` (``with_source_prompt``). Pairs run in the outer loop, so methods
+    that invert the same pixels share one inversion. ``progress``: a bar over the edits
+    (pairs x methods) with an ETA, on stderr. ``store``: edits finished earlier are taken from
+    it and every new one is kept in it as soon as it is made. ``on_pair(rows, outputs)``:
+    called after each pair with the rows and outputs of the pairs so far (to write partial
+    results).
     """
     from tqdm.auto import tqdm
 
@@ -170,7 +182,7 @@ def run_toy_comparison(
                     image,
                     pair.subject.astype(np.float32),
                     [pair.target.caption],
-                    config,
+                    with_source_prompt(config, pair.source.caption),
                 )
                 took = time.perf_counter() - started
                 output = np.asarray(result.images[0].convert("RGB"))

@@ -66,7 +66,8 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "toy-world photos with the shipped toy model, then writes a labelled comparison grid "
         "(grid.png) and a metrics table (metrics.md, metrics.json), updated after every pair. "
         "Every edit is kept (images/, edits.jsonl): a stopped run resumes where it stopped. "
-        "A quick look: --pairs 2 --steps 10.",
+        "Each source's caption is given as --source-prompt, so --background-intent auto keeps "
+        "the background when a target keeps it. A quick look: --pairs 2 --steps 10.",
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--out", default="out/demo", help="output folder")

@@ -89,6 +89,11 @@ def run_edit(args: argparse.Namespace) -> int:
             f"background={cfg.weaken.background!r} needs a subject: give --point, --box, "
             "--subject or --mask"
         )
+    if cfg.pnp.background_intent == "keep" and not cfg.mask.has_source:
+        raise ConfigError(
+            "--background-intent keep keeps the background around a subject: give --point, "
+            "--box, --subject or --mask"
+        )
     check_mask_models(cfg.mask)  # offline: a text model or SAM with no fallback fails now
     settings = fingerprint([file_sha256(image), prompts, cfg.to_dict()])
     side = cfg.preprocess.size or 512

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from pnpsam.core.injection import InjectionEvent
 
@@ -101,6 +102,24 @@ def changed_latents(returned: StepTensors, latents: torch.Tensor) -> torch.Tenso
             f"expected {tuple(latents.shape)}"
         )
     return new
+
+
+@dataclass
+class KeepBackground:
+    """A step callback for background intent "keep" (blended latent diffusion with the source's
+    own trajectory): after every step the latents outside the subject are the source's
+    inversion latents at the noise level they are now at (``inverted_latents``; the clean
+    latent after the last step), so the background ends as the source's own latent; inside,
+    the generation's. ``subject`` (1, 1, H, W) in [0, 1] is area-resized to the latents' grid
+    (soft edges blend)."""
+
+    subject: torch.Tensor
+
+    def __call__(self, step: int, timestep: int, tensors: StepTensors) -> StepTensors:
+        latents = tensors["latents"]
+        inside = F.interpolate(self.subject.to(latents), size=latents.shape[-2:], mode="area")
+        kept = torch.lerp(tensors["inverted_latents"].to(latents), latents, inside)
+        return {"latents": kept}
 
 
 @dataclass

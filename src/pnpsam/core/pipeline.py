@@ -16,7 +16,14 @@ import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 
 from pnpsam.config import InversionConfig, PnPConfig
-from pnpsam.core.callbacks import ProgressBar, RowCounter, StepCallback, StepCallbacks, StepTensors
+from pnpsam.core.callbacks import (
+    KeepBackground,
+    ProgressBar,
+    RowCounter,
+    StepCallback,
+    StepCallbacks,
+    StepTensors,
+)
 from pnpsam.core.features import SourceFeatures
 from pnpsam.core.injection import (
     CellReduction,
@@ -261,7 +268,9 @@ class PnPPipeline:
 
         ``plan``: the ``SamplingPlan`` (or the ``PnPConfig`` to plan). ``mask`` (1, 1, H, W)
         in [0, 1] is the subject: injection is limited to it when ``mask_injection``, and
-        ``background_noise`` re-noises the rest of the start. Prompts run
+        ``background_noise`` re-noises the rest of the start; with ``background_intent``
+        "keep" the rest is the source's inversion latents after every step
+        (``KeepBackground``; "auto" must be resolved before, it acts as "follow"). Prompts run
         ``prompt_batch_size`` at a time (all by default), through ``chunks`` (the device
         policy). ``callback`` (``StepCallback``) runs after every step of every chunk; an
         ``EditStopped`` it raises ends the edit with every hook and processor removed.
@@ -294,6 +303,8 @@ class PnPPipeline:
         chunk = cfg.prompt_batch_size or len(prompts)
         if renoise_at is not None and 0 < renoise_at < cfg.steps and mask is not None:
             hooks.callbacks.append(self._renoise_hook(renoise_at, mask, cfg))
+        if mask is not None and cfg.background_intent == "keep":  # first: others see the blend
+            hooks.callbacks.insert(0, KeepBackground(mask))
         # 4. sample, chunk by chunk, with the injection installed once
         with (
             FeatureInjector(self.unet, plan.sites, settings) as injector,

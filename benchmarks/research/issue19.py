@@ -1,0 +1,102 @@
+"""Issue-19 study runs: toy pairs edited by several methods, one JSON line per (pair, method).
+
+    python benchmarks/research/issue19.py run MODEL SET KIND PAIRS OUT.jsonl SPEC,SPEC,...
+    python benchmarks/research/issue19.py summary OUT.jsonl [REFERENCE]
+
+MODEL is ``toy`` or a model folder (toy v2: ``/work/shared/toy_v2``), SET dev or held-out,
+KIND bg (colour + background targets) or col (colour only), 20 steps, the model's defaults
+under each spec (``pnpsam demo``'s methods and settings; every edit gets the source's caption
+as ``pnp.source_prompt``, so ``background_intent`` auto can decide). ``run`` appends a line
+per finished edit and skips the ones already in OUT.jsonl, so a stopped run resumes; pairs run
+in order, so a time-bounded run covers the first N pairs for every method. ``summary`` prints
+the demo's tables (means, bootstrap 95% intervals, paired differences to REFERENCE, default
+``pnp``) over the pairs every method finished.
+
+The held-out numbers of the README's issue-19 section came from (KIND col and bg; v2 with
+``:residual_blocks=[3]`` after every spec, its 8x8 layer, as in
+``benchmarks/research/toy_v2/pnpsam_defaults.json``), each bounded by ``timeout`` (the
+README's run: 42 minutes; per-pair lines in ``benchmarks/research/issue19_runs/``):
+
+    M=subject,pnp,scheme3:background=remove:restore=none
+    issue19.py run toy held-out KIND 64 v1_KIND.jsonl $M
+    issue19.py summary v1_KIND.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pnpsam.api import PnPEditor
+from pnpsam.bench.toy import (
+    METHOD_NAMES,
+    TOY_SETS,
+    metrics_markdown,
+    toy_base_config,
+    toy_summary,
+    with_source_prompt,
+)
+from pnpsam.config import ModelConfig
+from pnpsam.methods import parse_methods, run_method
+from pnpsam.toyworld.pairs import score_toy_edit, toy_pairs
+
+STEPS = 20
+
+
+def run(model: str, set_name: str, kind: str, count: str, out: str, specs: str) -> None:
+    warnings.simplefilter("ignore")
+    methods = parse_methods(specs)
+    file = Path(out)
+    done = set()
+    if file.exists():
+        for line in file.read_text().splitlines():
+            row = json.loads(line)
+            done.add((row["pair"], row["spec"]))
+    editor = PnPEditor.from_pretrained(ModelConfig(model=model, device="cpu"))
+    editor.set_progress_bar_config(disable=True)
+    base = toy_base_config(editor, STEPS)
+    pairs = toy_pairs(int(count), seed=TOY_SETS[set_name], change_background=kind == "bg")
+    configs = [spec.edit_config(base) for spec in methods]
+    for index, pair in enumerate(pairs):
+        for spec, config in zip(methods, configs, strict=True):
+            if (index, spec.label) in done:
+                continue
+            output = run_method(
+                spec,
+                editor,
+                Image.fromarray(pair.image),
+                pair.subject.astype(np.float32),
+                [pair.target.caption],
+                with_source_prompt(config, pair.source.caption),
+            )
+            scores = score_toy_edit(pair, np.asarray(output.images[0].convert("RGB")))
+            row = {"pair": index, "spec": spec.label, "scores": scores}
+            with file.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+        print(f"pair {index} done", flush=True)
+
+
+def summary(out: str, reference: str = "pnp") -> None:
+    rows = [json.loads(line) for line in Path(out).read_text().splitlines()]
+    specs = list(dict.fromkeys(r["spec"] for r in rows))
+    by_pair: dict[int, dict[str, dict[str, float]]] = {}
+    for r in rows:
+        by_pair.setdefault(r["pair"], {})[r["spec"]] = r["scores"]
+    complete = sorted(p for p, found in by_pair.items() if len(found) == len(specs))
+    table = []
+    for spec in specs:
+        per_pair = [by_pair[p][spec] for p in complete]
+        row = {"method": METHOD_NAMES.get(spec, spec), "spec": spec, "per_pair": per_pair}
+        row.update({k: float(np.mean([s[k] for s in per_pair])) for k in per_pair[0]})
+        row["seconds_per_edit"] = float("nan")
+        table.append(row)
+    print(metrics_markdown(toy_summary(table, reference), len(complete), f" ({out})"))
+
+
+if __name__ == "__main__":
+    {"run": run, "summary": summary}[sys.argv[1]](*sys.argv[2:])
