@@ -134,6 +134,19 @@ def test_changed_settings_are_not_skipped(editor, fast_config, manifest, tmp_pat
     assert again.run(items, methods).ran == 1
 
 
+def test_a_photo_replaced_under_the_same_path_is_edited_again(
+    editor, fast_config, manifest, tmp_path
+):
+    items = load_manifest(manifest)[1:2]  # "cat", one prompt
+    methods = parse_methods("pnp")
+    BenchmarkRunner(editor, fast_config, tmp_path / "o", progress=False).run(items, methods)
+    same = BenchmarkRunner(editor, fast_config, tmp_path / "o", progress=False)
+    assert same.run(items, methods).ran == 0  # same bytes: resumed
+    Image.fromarray(photo(48, "astronaut")).save(items[0].image_path)  # other bytes, same name
+    again = BenchmarkRunner(editor, fast_config, tmp_path / "o", progress=False)
+    assert again.run(items, methods).ran == 1
+
+
 def test_cli_sweep_end_to_end(tiny_model_dir, metric_dirs, manifest, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_bench_parser(parser.add_subparsers(dest="command"))

@@ -56,7 +56,7 @@ from pnpsam.imageio import atomic_write, labelled_grid, save_json, save_png
 from pnpsam.manifest import EditItem
 from pnpsam.methods import MethodSpec
 from pnpsam.metrics import EditMetrics, EditMetricsConfig
-from pnpsam.outputs import append_lines, output_write_error, read_json_lines
+from pnpsam.outputs import append_lines, output_write_error, read_json_lines, sha256_file
 from pnpsam.paths import inside
 
 ROWS_FILE = "rows.jsonl"
@@ -104,6 +104,12 @@ def settings_hash(spec: MethodSpec, config: EditConfig, resolved_model: str | No
     return fingerprint(
         {"method": spec.label, "params": spec.method_params(), "config": settings}, 16
     )
+
+
+def _image_sha256(item: EditItem) -> str | None:
+    """sha256 of the item's image file; None for a generated source or an unreadable file
+    (its edit then fails and says why)."""
+    return None if item.image_path is None else sha256_file(item.image_path)
 
 
 class BenchmarkRunner:
@@ -182,7 +188,15 @@ class BenchmarkRunner:
         configs = {spec.label: self._config_for(spec) for spec in methods}
         weights = self.editor.model_info()["resolved_path"]
         hashes = {spec.label: settings_hash(spec, configs[spec.label], weights) for spec in methods}
-        finished = self._finished(read_rows(self.rows_path), items, hashes)
+        # resume is keyed on each image's bytes too: a photo replaced under the same path is
+        # edited again, as `pnpsam edit` and `pnpsam batch` do
+        images = {item.id: _image_sha256(item) for item in items}
+        keys = {
+            (spec.label, item.id): fingerprint([hashes[spec.label], images[item.id]], 16)
+            for spec in methods
+            for item in items
+        }
+        finished = self._finished(read_rows(self.rows_path), items, keys)
         pending = [
             (spec, item)
             for spec in methods
@@ -190,7 +204,8 @@ class BenchmarkRunner:
             if (spec.label, item.id) not in finished
         ]
         pairs = [
-            BenchPair(spec, item, configs[spec.label], hashes[spec.label]) for spec, item in pending
+            BenchPair(spec, item, configs[spec.label], keys[spec.label, item.id])
+            for spec, item in pending
         ]
         work = BenchWork(
             self.base_config,
@@ -237,13 +252,15 @@ class BenchmarkRunner:
         self,
         rows: Sequence[Mapping[str, Any]],
         items: Sequence[EditItem],
-        hashes: Mapping[str, str],
+        keys: Mapping[tuple[str, str], str],
     ) -> set[tuple[str, str]]:
+        """(method, item) pairs whose every prompt has a row under its current resume key."""
         prompts = {item.id: len(item.target_prompts) for item in items}
         ok: dict[tuple[str, str], set[int]] = {}
         done_statuses = {"ok"} if self.retry_failed else {"ok", "failed"}
         for row in latest_rows(rows):
-            if row["status"] in done_statuses and row.get("settings") == hashes.get(row["method"]):
+            key = (row["method"], row["item"])
+            if row["status"] in done_statuses and row.get("settings") == keys.get(key):
                 ok.setdefault((row["method"], row["item"]), set()).add(int(row["prompt_index"]))
         return {key for key, done in ok.items() if len(done) == prompts.get(key[1], -1)}
 
