@@ -27,6 +27,8 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pnpsam.errors import InputError
+
 THREADS_ENV = "PNPSAM_THREADS"
 """``auto`` (default), a thread count, or ``torch`` (torch's own default: one per core)."""
 LOADAVG = Path("/proc/loadavg")
@@ -84,7 +86,7 @@ def plan_threads(
         except ValueError:
             count = 0
         if count < 1:
-            raise ValueError(
+            raise InputError(
                 f"{THREADS_ENV} must be 'auto', 'torch' or a thread count >= 1; got {setting!r}"
             )
         return ThreadPlan(count, f"{THREADS_ENV}={count}")
