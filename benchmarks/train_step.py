@@ -17,13 +17,14 @@ the same numbers (nothing ever waited there), so a ratio near 1 is expected; the
 the GPU, where each blocking copy or ``.item()`` drains the queue and the GPU idles while the
 host draws the next batch. Random weights: the time of a step does not depend on them.
 
-Measured here (2 shared CPU cores, load about 20, so times are inflated; 2026-12-04):
-batch 16, 1 thread: legacy 25.1 s/step, new 20.0 s/step (ranges 21-35 and 17-44: noise, the
-two compute the same). ``--profile --batch 1 --steps 2``: about 19900 leaf operators a step
-(forward 2400, backward 3900, optimiser phase 13000: the CPU's per-parameter AdamW and EMA over
-492 parameter tensors), 2.3 GFLOP of matmul/conv/attention per sample, so 0.3 TFLOP a step at
-batch 128. On the H200 that is milliseconds of arithmetic, while thousands of launches and six
-syncs a step cost on the order of 100 ms: the v2 run's 0.13 s/step was most likely the host
+Measured here (2 shared CPU cores, load about 20, so times are inflated; 2026-12-04): batch 16,
+1 thread: legacy 25.1 s/step, new 20.0 (ranges 21-35 and 17-44), and at load about 3 legacy
+3.39, new 3.62 (0.94x); 2 threads: legacy 15.5, new 21.2 (ranges 14-48 and 20-47): noise, the
+two compute the same on the CPU. ``--profile --batch 1 --steps 2``: about 19900 leaf operators a
+step (forward 2400, backward 3900, optimiser phase 13000: the CPU's per-parameter AdamW and EMA
+over 492 parameter tensors), 2.3 GFLOP of matmul/conv/attention per sample, so 0.3 TFLOP a step
+at batch 128. On the H200 that is milliseconds of arithmetic, while thousands of launches and
+six syncs a step cost on the order of 100 ms: the v2 run's 0.13 s/step was most likely the host
 (inferred here, not yet profiled on a GPU: run --sync-debug and --profile there).
 """
 

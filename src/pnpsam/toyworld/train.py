@@ -62,9 +62,10 @@ one device command, ``benchmarks/train_toy_v2_device.sh`` (8 minutes of UNet tra
 EMA weights, then the evaluator and the bar check); it has not run on a GPU yet (no device was
 lent to the session that wrote it). On the CPU it is not worth it: at batch 128 with 2
 threads a UNet step took 6.0 s on the 2 cores when they were quiet (measured for
-``benchmarks/train_toy_v2.sh``) and 385 s on 2026-12-04 with six sessions sharing them (load
-about 20; ``benchmarks/train_step.py --threads 2 --batch 128 --steps 2 --loops new``), so the
-418 steps v2's schedule had left take 42 minutes at best and 45 hours as shared, and a
+``benchmarks/train_toy_v2.sh``), and on 2026-12-04 with six sessions sharing them 385 s at
+load about 20 and 50 s at load about 5 (``benchmarks/train_step.py --threads 2 --batch 128
+--steps 2 --loops new``), so the 418 steps v2's schedule had left take 42 minutes at best and
+6 to 45 hours as shared, and a
 continuation long enough to move the bar (thousands of steps; the v1 toy took 6000 at a quarter
 of the latent) takes 5 hours or more: v2 waits for a GPU.
 """
