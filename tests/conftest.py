@@ -18,6 +18,10 @@ from pnpsam.models.tiny import tiny_sd15_pipeline
 # Tiny models gain nothing from intra-op threads, and on a busy 2-core machine two threads
 # made them 15-60x slower (measured); one thread keeps the suite fast and steady.
 torch.set_num_threads(1)
+# ...and so does every `pnpsam` command a test runs, in this process or a child: the CLI's
+# thread policy (pnpsam.threads) would otherwise pick the free cores and raise the whole test
+# process's thread count after the first in-process command (the suite then ran 3x slower).
+os.environ.setdefault("PNPSAM_THREADS", "1")
 
 CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium chromium-driver"
 
