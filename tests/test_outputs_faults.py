@@ -63,9 +63,18 @@ def assert_visible_files_whole(folder: Path) -> None:
             image.load()  # raises on a truncated PNG
 
 
+def driver_env(pause_file: Path | None = None) -> dict[str, str]:
+    """The fault driver's environment: this interpreter's path, one thread, and the file it
+    creates when it pauses (``pause:N``)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    if pause_file is not None:
+        env["PNPSAM_PAUSE_FILE"] = str(pause_file)
+    return env
+
+
 def killed(runs: list[tuple[list[str], str]]) -> None:
     """Run each (argv, moment) in its own process at once; each must die by SIGKILL."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    env = driver_env()
     procs = [
         subprocess.Popen(
             [sys.executable, str(DRIVER), moment, *argv],
@@ -198,12 +207,7 @@ def test_edit_whose_disk_fills_during_the_run_fails_in_one_line_and_resumes(
     command finishes the set keeping what was finished."""
     argv = with_out(edit_argv, small_disk / "out")
     flag = tmp_path / "paused"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(sys.path),
-        "OMP_NUM_THREADS": "1",
-        "PNPSAM_PAUSE_FILE": str(flag),
-    }
+    env = driver_env(flag)
     # paused before its 3rd rename (the overlay): journal and mask are on the disk
     run = subprocess.Popen(
         [sys.executable, str(DRIVER), "pause:3", *argv],
@@ -303,12 +307,7 @@ def test_bench_second_writer_refused_then_holder_killed_and_resumed(
     bench_argv, tmp_path: Path, capsys
 ) -> None:
     out, flag = tmp_path / "bench", tmp_path / "paused"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(sys.path),
-        "OMP_NUM_THREADS": "1",
-        "PNPSAM_PAUSE_FILE": str(flag),
-    }
+    env = driver_env(flag)
     # renames of a fresh bench: p0's source, p0's edit (then its row), p1's source, ...
     holder = subprocess.Popen(
         [sys.executable, str(DRIVER), "pause:3", *bench_argv],
