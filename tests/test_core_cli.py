@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from pnpsam.cli import build_parser, main
@@ -23,7 +24,7 @@ def cat_file(tmp_path: Path, photo: Image.Image) -> Path:
 
 
 def test_edit_writes_pngs_and_a_record_that_reproduces_them(
-    tiny_model_dir: Path, cat_file: Path, tmp_path: Path
+    tiny_model_dir: Path, cat_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
     args = [
@@ -46,10 +47,18 @@ def test_edit_writes_pngs_and_a_record_that_reproduces_them(
     first = Image.open(out / record["outputs"][0])
     assert first.size == (48, 32)
 
+    assert record["torch_threads"] == torch.get_num_threads()
+
+    # replayed from a record that claims another thread count: the same bytes here (the count
+    # is really the same) and a note that on another count the last bits may differ
+    claimed = dict(record, torch_threads=record["torch_threads"] + 1)
+    (tmp_path / "claimed.json").write_text(json.dumps(claimed))
     again = tmp_path / "again"
-    assert (
-        main(["edit", "--config", str(out / "astronaut.json"), "--out", str(again), "--quiet"]) == 0
-    )
+    claimed_file = str(tmp_path / "claimed.json")
+    code = main(["edit", "--config", claimed_file, "--out", str(again), "--quiet"])
+    assert code == 0
+    note = capsys.readouterr().err
+    assert f"made with {record['torch_threads'] + 1} torch thread(s)" in note, note
     for name in record["outputs"]:
         assert (again / name).read_bytes() == (out / name).read_bytes()
 

@@ -55,3 +55,13 @@ def test_every_command_applies_it(
     monkeypatch.setenv("PNPSAM_THREADS", "many")
     assert main(["demo", "--pairs", "0"]) == 2
     assert "PNPSAM_THREADS must be 'auto', 'torch' or a thread count" in capsys.readouterr().err
+
+
+def test_a_replay_at_another_thread_count_is_noted_and_the_same_count_is_not() -> None:
+    from pnpsam.threads import replay_thread_note
+
+    note = replay_thread_note(2, 1)
+    assert note is not None and "2 torch thread(s)" in note and "PNPSAM_THREADS=2" in note
+    assert replay_thread_note(2, 2) is None
+    assert replay_thread_note(None, 1) is None  # records made before the field
+    assert replay_thread_note(True, 1) is None  # not a count

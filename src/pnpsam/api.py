@@ -175,6 +175,9 @@ class EditResult:
             "config": self.config.to_dict(),
             "model": dict(self.model),
             "device": self.device,
+            # CPU kernels split their sums by thread: a replay at another count may differ in
+            # the last bits (``pnpsam edit --config`` says so)
+            "torch_threads": torch.get_num_threads(),
             "versions": found,
             "timings": {**(timings or {}), **self.timings},
             "unet_evaluations": self.unet_evaluations,

@@ -115,3 +115,17 @@ def apply_thread_policy(environ: MutableMapping[str, str] | None = None) -> Thre
 
         torch.set_num_threads(plan.threads)
     return plan
+
+
+def replay_thread_note(recorded: object, current: int) -> str | None:
+    """A one-line note when a record made with ``recorded`` torch threads (its
+    ``torch_threads``) is replayed with ``current``: on a CPU the sums inside torch's kernels
+    split by thread, so the pixels may differ in the last bits. None when they match or the
+    record predates the field."""
+    if not isinstance(recorded, int) or isinstance(recorded, bool) or recorded == current:
+        return None
+    return (
+        f"note: the record was made with {recorded} torch thread(s), this run uses {current}; "
+        f"on a CPU the pixels may differ in the last bits ({THREADS_ENV}={recorded} repeats "
+        "them exactly)"
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pnpsam.config import PRESETS, ConfigError, EditConfig, fingerprint, prompt_list, short_repr
-from pnpsam.options import OPTIONS, HelpFormatter, add_options, resolve_config
+from pnpsam.options import OPTIONS, HelpFormatter, add_options, read_config_file, resolve_config
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -77,6 +77,8 @@ def run_edit(args: argparse.Namespace) -> int:
     from pnpsam.outputs import OutputFolder, OutputPaths, file_sha256
 
     cfg, image, prompts = resolve_run(args)
+    if args.config:
+        _note_thread_change(args.config)
     out = Path(args.out)
     paths = OutputPaths.of(out, image, prompts)
     picture = load_image(image, cfg.preprocess.max_input_pixels)  # fail before loading a model
@@ -122,6 +124,21 @@ def run_edit(args: argparse.Namespace) -> int:
         print(out / name)
     print(record)
     return 0
+
+
+def _note_thread_change(config_file: str) -> None:
+    """Say so when a record is replayed at another torch thread count (pixels may differ in
+    the last bits on a CPU)."""
+    import torch
+
+    from pnpsam.threads import replay_thread_note
+
+    record = read_config_file(config_file)
+    if not str(record.get("device", "")).startswith("cpu"):
+        return  # a GPU's kernels do not depend on torch's CPU thread count
+    note = replay_thread_note(record.get("torch_threads"), torch.get_num_threads())
+    if note:
+        print(f"pnpsam edit: {note}", file=sys.stderr)
 
 
 def _compute(
