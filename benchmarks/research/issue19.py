@@ -20,6 +20,8 @@ README's run: 42 minutes; per-pair lines in ``benchmarks/research/issue19_runs/`
     M=subject,pnp,scheme3:background=remove:restore=none
     issue19.py run toy held-out KIND 64 v1_KIND.jsonl $M
     issue19.py summary v1_KIND.jsonl
+    M2=subject:residual_blocks=[3],pnp:residual_blocks=[3],scheme3:background=remove:restore=none:residual_blocks=[3]
+    issue19.py run /work/shared/toy_v2 held-out KIND 64 v2_KIND.jsonl $M2   # ~7 s per edit
 """
 
 from __future__ import annotations
