@@ -350,7 +350,8 @@ class PnPEditor:
                 raise
             advice = ", ".join(f"{name} {value}" for name, value in blocks.items())
             raise InjectionSiteError(
-                f"{error}; this model recommends {advice} (its {MODEL_DEFAULTS_FILE})"
+                f"{error}; this model recommends {advice} (its backbone's PnP sites or its "
+                f"{MODEL_DEFAULTS_FILE})"
             ) from error
         return cfg
 
@@ -490,12 +491,17 @@ class PnPEditor:
         if found is None:
             return None
         device = self.pipeline.device
+        clean = found.clean.to(device)
+        # the text embedding (and SDXL's added conditioning) is recomputed, not stored
+        embedding, added = self.pipeline.encode_prompts(
+            [cfg.inversion.prompt], self.pipeline.image_hw(clean)
+        )
         return InvertedLatents(
-            clean=found.clean.to(device),
+            clean=clean,
             by_timestep={t: x.to(device) for t, x in found.by_timestep.items()},
             inversion_steps=found.inversion_steps,
-            # the text embedding is recomputed (one text-encoder pass), not stored
-            source_embedding=self.pipeline.encode_text([cfg.inversion.prompt]),
+            source_embedding=embedding,
+            source_added=added,
         )
 
     def edit(
@@ -691,7 +697,7 @@ class PnPEditor:
         Noises the prepared image to ``strength`` of the schedule and denoises it guided by each
         prompt with ``config.pnp``'s steps, guidance, negative prompt and seed.
         """
-        from diffusers import StableDiffusionImg2ImgPipeline
+        from diffusers import AutoPipelineForImage2Image
 
         prompts = prompt_list(prompts)
         cfg = self.resolve(config if config is not None else config_for_model(self.model.model))
@@ -699,7 +705,8 @@ class PnPEditor:
             raise ConfigError(f"sdedit strength must be in (0, 1]; got {strength!r}")
         source = self.prepare(as_rgb_image(image, cfg.preprocess.max_input_pixels), cfg.preprocess)
         if self._img2img is None:  # built once; shares the editor's modules
-            self._img2img = StableDiffusionImg2ImgPipeline.from_pipe(self.pipeline.sd)
+            # SD's or SDXL's img2img, after the loaded pipeline's class
+            self._img2img = AutoPipelineForImage2Image.from_pipe(self.pipeline.sd)
             self._img2img.set_progress_bar_config(disable=True)
         device = self.pipeline.device
         generator = torch.Generator(device="cpu" if device.type == "mps" else device)

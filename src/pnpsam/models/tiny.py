@@ -1,20 +1,33 @@
-"""Tiny Stable Diffusion pipelines in SD 1.5's block layout, built from configs (random weights).
+"""Tiny Stable Diffusion pipelines of each supported layout, built from configs (random weights).
 
-For tests, benchmarks' smoke mode and debugging without downloads. They exercise every code path
-of a real checkpoint (same module names, same loader when saved with ``save_pretrained``) but
-carry no knowledge: outputs are meaningless pictures.
+SD 1.5's block layout (``tiny_sd15_pipeline``), SD 2.x v-prediction (``tiny_sd2_pipeline``) and
+SDXL's (``tiny_sdxl_pipeline``: two text encoders, pooled text and size conditioning, three up
+blocks, two transformer layers deep). For tests, benchmarks' smoke mode and debugging without
+downloads. They exercise every code path of a real checkpoint (same module names, same loader
+when saved with ``save_pretrained``) but carry no knowledge: outputs are meaningless pictures.
+The ``*_shaped_pipeline`` builders make the real architectures with random weights instead.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from pnpsam.models.offline import build_offline_clip_tokenizer, token_ids_config
 
 SD15_DOWN_BLOCKS = ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
 SD15_UP_BLOCKS = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
+SDXL_DOWN_BLOCKS = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
+SDXL_UP_BLOCKS = ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
 SD_SCHEDULER = {
     "beta_start": 0.00085,
     "beta_end": 0.012,
@@ -40,6 +53,92 @@ def tiny_sd15_pipeline(
     tokenizer = build_offline_clip_tokenizer(words)
     text_encoder = _clip_text_encoder(tokenizer, hidden=32, intermediate=37, heads=4, layers=2)
     unet = _sd15_unet(32, (32, 32, 64, 64), cross_attention_dim=32, conv_out_scale=conv_out_scale)
+    return _assemble(_tiny_vae(), text_encoder, tokenizer, unet)
+
+
+def tiny_sd2_pipeline(
+    seed: int = 0,
+    conv_out_scale: float = 0.1,
+    words: tuple[str, ...] = ("a", "photo", "of", "cat", "dog", "robot", "snow", "red", "blue"),
+) -> StableDiffusionPipeline:
+    """A ~1 M parameter SD 2.x-layout pipeline with v-prediction (SD 2.x 768-v's scheduler):
+    SD 1.5's blocks with linear attention projections and per-block head widths, as SD 2.1.
+
+    ``conv_out_scale`` shrinks the predicted v, so x0 ~ sqrt(alpha) x_t: DDIM inversion stays
+    well conditioned, as for :func:`tiny_sd15_pipeline`."""
+    torch.manual_seed(seed)
+    tokenizer = build_offline_clip_tokenizer(words)
+    text_encoder = _clip_text_encoder(tokenizer, hidden=32, intermediate=37, heads=4, layers=2)
+    unet = _scaled_out(
+        UNet2DConditionModel(
+            sample_size=32,
+            block_out_channels=(32, 32, 64, 64),
+            layers_per_block=2,
+            down_block_types=SD15_DOWN_BLOCKS,
+            up_block_types=SD15_UP_BLOCKS,
+            cross_attention_dim=32,
+            attention_head_dim=(2, 4, 8, 8),
+            use_linear_projection=True,
+            upcast_attention=True,
+        ),
+        conv_out_scale,
+    )
+    scheduler = DDIMScheduler(**SD_SCHEDULER, prediction_type="v_prediction")
+    return _assemble(_tiny_vae(), text_encoder, tokenizer, unet, scheduler)
+
+
+def tiny_sdxl_pipeline(
+    seed: int = 0,
+    conv_out_scale: float = 0.1,
+    words: tuple[str, ...] = ("a", "photo", "of", "cat", "dog", "robot", "snow", "red", "blue"),
+) -> StableDiffusionXLPipeline:
+    """A ~2 M parameter SDXL-layout pipeline: SDXL's blocks (no attention at the finest level,
+    transformer stacks 2 deep at the coarse ones), a CLIP text encoder and a second one with a
+    projection (pooled text), size/crop time ids; hidden states of both concatenated (64)."""
+    torch.manual_seed(seed)
+    tokenizer = build_offline_clip_tokenizer(words)
+    tokenizer_2 = build_offline_clip_tokenizer(words)
+    text_encoder = _clip_text_encoder(tokenizer, hidden=32, intermediate=37, heads=4, layers=2)
+    text_encoder_2 = _clip_text_encoder(
+        tokenizer_2, hidden=32, intermediate=37, heads=4, layers=2, projection_dim=32
+    )
+    unet = _scaled_out(
+        UNet2DConditionModel(**_sdxl_unet_config(32, (32, 64, 64), (1, 2, 2), 32, 8, 32)),
+        conv_out_scale,
+    )
+    return _assemble_xl(_tiny_vae(), text_encoder, text_encoder_2, tokenizer, tokenizer_2, unet)
+
+
+def _sdxl_unet_config(
+    sample_size: int,
+    channels: tuple[int, int, int],
+    depth: tuple[int, int, int],
+    text_width: int,
+    time_embed_dim: int,
+    pooled_width: int,
+    head_dims: tuple[int, int, int] | int = 8,
+) -> dict[str, Any]:
+    """SDXL's UNet config (diffusers' unet/config.json of SDXL base) at other widths: the text
+    width is both encoders' hidden sizes (concatenated), the added embedding reads the pooled
+    text and 6 time ids of ``time_embed_dim`` each."""
+    return {
+        "sample_size": sample_size,
+        "block_out_channels": channels,
+        "layers_per_block": 2,
+        "down_block_types": SDXL_DOWN_BLOCKS,
+        "up_block_types": SDXL_UP_BLOCKS,
+        "transformer_layers_per_block": depth,
+        "cross_attention_dim": 2 * text_width,
+        "attention_head_dim": head_dims,
+        "use_linear_projection": True,
+        "addition_embed_type": "text_time",
+        "addition_time_embed_dim": time_embed_dim,
+        "projection_class_embeddings_input_dim": 6 * time_embed_dim + pooled_width,
+    }
+
+
+def _tiny_vae() -> AutoencoderKL:
+    """A 2-level VAE (factor 2) whose scaling factor gives encoded latents unit std."""
     vae = AutoencoderKL(
         block_out_channels=(32, 32),
         down_block_types=("DownEncoderBlock2D",) * 2,
@@ -53,7 +152,7 @@ def tiny_sd15_pipeline(
         probe = torch.sin(probe * 17.0) * 0.8
         std = vae.encode(probe).latent_dist.mean.std().item()
     vae.register_to_config(scaling_factor=1.0 / std)
-    return _assemble(vae, text_encoder, tokenizer, unet)
+    return vae
 
 
 def sd15_shaped_pipeline(
@@ -90,18 +189,29 @@ def _sd15_shaped(words: tuple[str, ...]) -> StableDiffusionPipeline:
 
 
 def _clip_text_encoder(
-    tokenizer: CLIPTokenizer, hidden: int, intermediate: int, heads: int, layers: int
-) -> CLIPTextModel:
-    return CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=hidden,
-            intermediate_size=intermediate,
-            num_attention_heads=heads,
-            num_hidden_layers=layers,
-            max_position_embeddings=tokenizer.model_max_length,
-            **token_ids_config(tokenizer),
-        )
+    tokenizer: CLIPTokenizer,
+    hidden: int,
+    intermediate: int,
+    heads: int,
+    layers: int,
+    projection_dim: int | None = None,
+    act: str = "quick_gelu",
+) -> CLIPTextModel | CLIPTextModelWithProjection:
+    """A CLIP text encoder; with ``projection_dim`` the one with a text projection (pooled
+    embeds: SDXL's second encoder)."""
+    config = CLIPTextConfig(
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_attention_heads=heads,
+        num_hidden_layers=layers,
+        max_position_embeddings=tokenizer.model_max_length,
+        hidden_act=act,
+        projection_dim=projection_dim or 512,
+        **token_ids_config(tokenizer),
     )
+    if projection_dim is None:
+        return CLIPTextModel(config)
+    return CLIPTextModelWithProjection(config)
 
 
 def _sd15_unet(
@@ -120,6 +230,11 @@ def _sd15_unet(
         cross_attention_dim=cross_attention_dim,
         attention_head_dim=8,
     )
+    return _scaled_out(unet, conv_out_scale)
+
+
+def _scaled_out(unet: UNet2DConditionModel, conv_out_scale: float) -> UNet2DConditionModel:
+    """``unet`` with its prediction shrunk by ``conv_out_scale`` (its last conv scaled)."""
     with torch.no_grad():
         unet.conv_out.weight.mul_(conv_out_scale)
         unet.conv_out.bias.mul_(conv_out_scale)
@@ -131,14 +246,36 @@ def _assemble(
     text_encoder: CLIPTextModel,
     tokenizer: CLIPTokenizer,
     unet: UNet2DConditionModel,
+    scheduler: DDIMScheduler | None = None,
 ) -> StableDiffusionPipeline:
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=DDIMScheduler(**SD_SCHEDULER),
+        scheduler=scheduler or DDIMScheduler(**SD_SCHEDULER),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    )
+
+
+def _assemble_xl(
+    vae: AutoencoderKL,
+    text_encoder: CLIPTextModel,
+    text_encoder_2: CLIPTextModelWithProjection,
+    tokenizer: CLIPTokenizer,
+    tokenizer_2: CLIPTokenizer,
+    unet: UNet2DConditionModel,
+) -> StableDiffusionXLPipeline:
+    # SDXL's schedule is SD's scaled-linear one; no invisible watermark (PnP decodes itself)
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=DDIMScheduler(**SD_SCHEDULER),
+        add_watermarker=False,
     )
