@@ -115,15 +115,18 @@ def from_unet_config(
 
 def from_folder_configs(
     model: str, index: Mapping[str, Any] | None, unet: Mapping[str, Any] | None
-) -> Backbone:
+) -> Backbone | None:
     """The backbone of a diffusers pipeline from its ``model_index.json`` and UNet config
-    (None where absent)."""
+    (None where absent); None when the index names a UNet whose config is missing (the
+    loader names the missing part)."""
     pipeline = str((index or {}).get("_class_name", "an unknown pipeline"))
     if unet is None:
+        if "unet" in (index or {}):
+            return None
         parts = sorted(k for k in (index or {}) if not k.startswith("_"))
         denoiser = "transformer" if "transformer" in parts or "prior" in parts else "no UNet"
         raise unsupported(
-            model, f"a {pipeline} model", f"its denoiser is a {denoiser}; parts {', '.join(parts)}"
+            model, f"a {pipeline} model", f"its denoiser: {denoiser}; its parts: {', '.join(parts)}"
         )
     return from_unet_config(model, unet, index)
 
@@ -219,6 +222,6 @@ def _from_hub(model: str, revision: str | None, local_only: bool) -> Backbone | 
             continue
         found[name] = read_json(Path(file))
     index = found["model_index.json"]
-    if index is None or ("unet" in index and found["unet/config.json"] is None):
+    if index is None:
         return None
     return from_folder_configs(model, found["model_index.json"], found["unet/config.json"])
