@@ -313,11 +313,21 @@ class PnPEditor:
         )
 
     # -- steps ---------------------------------------------------------------------------
+    def _model_config(self) -> EditConfig:
+        """``config_for_model`` of this editor's model; where the model's name says nothing of
+        its injection sites (a pipeline built in memory, a hub id not in the cache), the
+        loaded UNet's (``PnPPipeline.pnp_blocks``)."""
+        config = config_for_model(self.model.model)
+        recommended = model_defaults(self.model.model).get("pnp", {})
+        if not {"residual_blocks", "attention_blocks"} & set(recommended):
+            config.pnp.residual_blocks, config.pnp.attention_blocks = self.pipeline.pnp_blocks()
+        return config
+
     def default_config(self) -> EditConfig:
         """An ``EditConfig`` for this editor's model: the defaults under the settings the model
         folder recommends (its ``pnpsam_defaults.json``: injected blocks, guidance, negative
         prompt...) and the model's native image size. Start custom configs from this one."""
-        return self.resolve(config_for_model(self.model.model))
+        return self.resolve(self._model_config())
 
     def resolve(
         self, config: EditConfig, pnp_overrides: Mapping[str, Any] | None = None
@@ -410,7 +420,7 @@ class PnPEditor:
         left unweakened only when ``config.pnp.background_intent`` is "keep" (an "auto" intent
         is resolved by ``edit``, which knows the prompts; here it counts as "follow").
         """
-        cfg = self.resolve(config if config is not None else config_for_model(self.model.model))
+        cfg = self.resolve(config if config is not None else self._model_config())
         return self._invert(image, cfg.resolve_derived(), mask)
 
     def _invert(self, image: ImageInput, cfg: EditConfig, mask: np.ndarray | None) -> Inversion:
@@ -526,7 +536,7 @@ class PnPEditor:
         """
         # 1. check the inputs; resolve the config once
         prompts = prompt_list(prompts)
-        base = config if config is not None else config_for_model(self.model.model)
+        base = config if config is not None else self._model_config()
         asked = self.resolve(base, pnp_overrides).resolve_derived()
         # 2. the background intent ("auto" made concrete from the prompts), then invert the
         #    image or reuse the given inversion
@@ -700,7 +710,7 @@ class PnPEditor:
         from diffusers import AutoPipelineForImage2Image
 
         prompts = prompt_list(prompts)
-        cfg = self.resolve(config if config is not None else config_for_model(self.model.model))
+        cfg = self.resolve(config if config is not None else self._model_config())
         if not isinstance(strength, int | float) or not 0.0 < strength <= 1.0:
             raise ConfigError(f"sdedit strength must be in (0, 1]; got {strength!r}")
         source = self.prepare(as_rgb_image(image, cfg.preprocess.max_input_pixels), cfg.preprocess)

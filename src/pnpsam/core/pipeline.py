@@ -38,6 +38,7 @@ from pnpsam.core.injection import (
 from pnpsam.core.inversion import InvertedLatents, ddim_invert, inversion_timesteps
 from pnpsam.core.sampling import SamplingPlan, TextConditions, pnp_sample
 from pnpsam.core.subject_text import SubjectTextAttention, subject_token_weights
+from pnpsam.models.backbones import from_unet_config
 from pnpsam.models.loading import inverse_scheduler_for
 
 ChunkRunner = Callable[[int, int, Callable[[slice], torch.Tensor]], list[torch.Tensor]]
@@ -186,6 +187,11 @@ class PnPPipeline:
         grid = copy.copy(self.scheduler)  # set_timesteps rebinds its attributes: shallow is enough
         grid.set_timesteps(steps)
         return [int(t) for t in grid.timesteps]
+
+    def pnp_blocks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The paper's (residual, attention) sites as this UNet's decoder numbers them
+        (``Backbone.pnp_blocks``): (4,), (4..11) for SD 1.x/2.x, (1,), (1..5) for SDXL."""
+        return from_unet_config("this UNet", dict(self.unet.config)).pnp_blocks()
 
     def injection_sites(
         self, residual_blocks: tuple[int, ...], attention_blocks: tuple[int, ...]

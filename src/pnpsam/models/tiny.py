@@ -10,7 +10,7 @@ The ``*_shaped_pipeline`` builders make the real architectures with random weigh
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from diffusers import (
@@ -103,7 +103,7 @@ def tiny_sdxl_pipeline(
         tokenizer_2, hidden=32, intermediate=37, heads=4, layers=2, projection_dim=32
     )
     unet = _scaled_out(
-        UNet2DConditionModel(**_sdxl_unet_config(32, (32, 64, 64), (1, 2, 2), 32, 8, 32)),
+        UNet2DConditionModel(**_sdxl_unet_config(32, (32, 64, 64), (1, 2, 2), 32 + 32, 8, 32)),
         conv_out_scale,
     )
     return _assemble_xl(_tiny_vae(), text_encoder, text_encoder_2, tokenizer, tokenizer_2, unet)
@@ -118,9 +118,9 @@ def _sdxl_unet_config(
     pooled_width: int,
     head_dims: tuple[int, int, int] | int = 8,
 ) -> dict[str, Any]:
-    """SDXL's UNet config (diffusers' unet/config.json of SDXL base) at other widths: the text
-    width is both encoders' hidden sizes (concatenated), the added embedding reads the pooled
-    text and 6 time ids of ``time_embed_dim`` each."""
+    """SDXL's UNet config (diffusers' unet/config.json of SDXL base) at other widths:
+    ``text_width`` is both encoders' hidden sizes together (their states are concatenated),
+    the added embedding reads the pooled text and 6 time ids of ``time_embed_dim`` each."""
     return {
         "sample_size": sample_size,
         "block_out_channels": channels,
@@ -128,7 +128,7 @@ def _sdxl_unet_config(
         "down_block_types": SDXL_DOWN_BLOCKS,
         "up_block_types": SDXL_UP_BLOCKS,
         "transformer_layers_per_block": depth,
-        "cross_attention_dim": 2 * text_width,
+        "cross_attention_dim": text_width,
         "attention_head_dim": head_dims,
         "use_linear_projection": True,
         "addition_embed_type": "text_time",
@@ -155,37 +155,135 @@ def _tiny_vae() -> AutoencoderKL:
     return vae
 
 
+Arch = Literal["sd15", "sd2", "sdxl"]
+ARCHES: tuple[Arch, ...] = get_args(Arch)
+# Values of the public configs of SD 1.5, SD 2.1 (768-v) and SDXL base 1.0.
+CLIP_L = {"hidden": 768, "intermediate": 3072, "heads": 12, "layers": 12}
+OPENCLIP_H = {"hidden": 1024, "intermediate": 4096, "heads": 16, "layers": 23, "act": "gelu"}
+OPENCLIP_BIGG = {"hidden": 1280, "intermediate": 5120, "heads": 20, "layers": 32, "act": "gelu"}
+SD_UNET = {
+    "block_out_channels": (320, 640, 1280, 1280),
+    "layers_per_block": 2,
+    "down_block_types": SD15_DOWN_BLOCKS,
+    "up_block_types": SD15_UP_BLOCKS,
+}
+SHAPED_UNETS: dict[Arch, dict[str, Any]] = {
+    "sd15": {**SD_UNET, "sample_size": 64, "cross_attention_dim": 768, "attention_head_dim": 8},
+    "sd2": {
+        **SD_UNET,
+        "sample_size": 96,
+        "cross_attention_dim": 1024,
+        "attention_head_dim": (5, 10, 20, 20),
+        "use_linear_projection": True,
+        "upcast_attention": True,
+    },
+    "sdxl": _sdxl_unet_config(
+        128, (320, 640, 1280), (1, 2, 10), 768 + 1280, 256, 1280, (5, 10, 20)
+    ),
+}
+SHAPED_VAE_SCALING: dict[Arch, float] = {"sd15": 0.18215, "sd2": 0.18215, "sdxl": 0.13025}
+# a prime length: no weight row of any width repeats a row of the tiled block exactly
+_FILL_PERIOD = 1_000_003
+
+
+def shaped_unet(
+    arch: Arch,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> UNet2DConditionModel:
+    """The real UNet of ``arch`` (SD 1.5 860 M, SD 2.1 865 M, SDXL 2.6 B parameters) with
+    cheap random weights (``materialize``), its prediction shrunk x 0.1."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        unet = UNet2DConditionModel(**SHAPED_UNETS[arch])
+    if dtype != torch.float32:  # on the meta device: no memory moves
+        unet = unet.to(dtype)
+    return _scaled_out(materialize(unet, seed, device), 0.1).eval()
+
+
+def materialize(
+    module: torch.nn.Module, seed: int, device: torch.device | str = "cpu"
+) -> torch.nn.Module:
+    """Give every parameter of ``module`` still on the meta device (``init_empty_weights``)
+    values on ``device`` at a cost of a memory copy, not of drawing billions of random
+    numbers: matrices and kernels (B, fan_in...) uniform in +-1/sqrt(fan_in) (torch's own
+    default bound for Linear/Conv) tiled from one seeded block of ``_FILL_PERIOD`` values,
+    at a per-tensor offset; vectors named ``weight`` (norm scales) 1, others (biases) 0.
+    Buffers (e.g. CLIP's position ids) are real already and kept."""
+    generator = torch.Generator("cpu").manual_seed(seed)
+    block = torch.rand(_FILL_PERIOD, generator=generator) * 2 - 1
+    for index, child in enumerate(module.modules()):
+        for name, param in list(child._parameters.items()):
+            if param is None or not param.is_meta:
+                continue
+            values = torch.empty(param.shape, dtype=param.dtype, device=device)
+            if param.dim() >= 2:  # one pass of copies from the block, then one scaling
+                flat, done = values.view(-1), 0
+                offset = (index * 7919 + len(name)) % _FILL_PERIOD
+                while done < flat.numel():
+                    part = block[offset : offset + flat.numel() - done]
+                    flat[done : done + part.numel()].copy_(part)
+                    done, offset = done + part.numel(), 0
+                values.mul_(1.0 / param[0].numel() ** 0.5)
+            else:
+                values.fill_(1.0 if name == "weight" else 0.0)
+            child._parameters[name] = torch.nn.Parameter(values, requires_grad=False)
+    return module
+
+
+def shaped_pipeline(
+    arch: Arch,
+    seed: int,
+    words: tuple[str, ...],
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> StableDiffusionPipeline | StableDiffusionXLPipeline:
+    """The real architecture of ``arch`` with random weights (``materialize``): text
+    encoder(s), UNet, VAE and the checkpoint's scheduler (SD 2.1: v-prediction), for memory
+    and speed measurements without the checkpoint. Nothing is drawn by torch's initialisers,
+    so building SDXL (3.5 B parameters) costs a few memory copies (about 14 GB in fp32)."""
+    from accelerate import init_empty_weights
+
+    tokenizer = build_offline_clip_tokenizer(words)
+    with init_empty_weights():
+        if arch == "sd2":
+            text_encoder = _clip_text_encoder(tokenizer, **OPENCLIP_H)
+        else:
+            text_encoder = _clip_text_encoder(tokenizer, **CLIP_L)
+        vae = AutoencoderKL(
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            layers_per_block=2,
+            sample_size=SHAPED_UNETS[arch]["sample_size"] * 8,
+            scaling_factor=SHAPED_VAE_SCALING[arch],
+        )
+        text_encoder_2 = None
+        if arch == "sdxl":
+            text_encoder_2 = _clip_text_encoder(tokenizer, projection_dim=1280, **OPENCLIP_BIGG)
+    parts = [text_encoder, vae] + ([text_encoder_2] if text_encoder_2 is not None else [])
+    for number, part in enumerate(parts):
+        materialize(part.to(dtype) if dtype != torch.float32 else part, seed + 1 + number, device)
+    unet = shaped_unet(arch, seed, device, dtype)
+    if arch == "sdxl":
+        assert text_encoder_2 is not None
+        return _assemble_xl(vae, text_encoder, text_encoder_2, tokenizer, tokenizer, unet)
+    prediction = "v_prediction" if arch == "sd2" else "epsilon"
+    scheduler = DDIMScheduler(**SD_SCHEDULER, prediction_type=prediction)
+    return _assemble(vae, text_encoder, tokenizer, unet, scheduler)
+
+
 def sd15_shaped_pipeline(
     seed: int, words: tuple[str, ...], device: torch.device | str = "cpu"
 ) -> StableDiffusionPipeline:
     """SD 1.5's real architecture and shapes (CLIP ViT-L text encoder, 860 M UNet, 512 px VAE)
-    with random weights: for memory and speed measurements without the checkpoint. The UNet's
-    output is shrunk as in :func:`tiny_sd15_pipeline`, so its inversion stays well conditioned.
-
-    The 1.07 B parameters (fp32) are allocated and initialised on ``device``: a GPU draws them
-    in about a second, where one CPU thread takes about a minute and then a copy."""
-    with torch.device(device):
-        torch.manual_seed(seed)
-        sd = _sd15_shaped(words)
-    # the scheduler's tables on the CPU, as a loaded pipeline has them
-    sd.register_modules(scheduler=DDIMScheduler(**SD_SCHEDULER))
+    with random weights (``shaped_pipeline``)."""
+    sd = shaped_pipeline("sd15", seed, words, device)
+    assert isinstance(sd, StableDiffusionPipeline)
     return sd
-
-
-def _sd15_shaped(words: tuple[str, ...]) -> StableDiffusionPipeline:
-    tokenizer = build_offline_clip_tokenizer(words)
-    text_encoder = _clip_text_encoder(tokenizer, hidden=768, intermediate=3072, heads=12, layers=12)
-    unet = _sd15_unet(64, (320, 640, 1280, 1280), cross_attention_dim=768, conv_out_scale=0.1)
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        layers_per_block=2,
-        sample_size=512,
-        scaling_factor=0.18215,
-    )
-    return _assemble(vae, text_encoder, tokenizer, unet)
 
 
 def _clip_text_encoder(
