@@ -329,3 +329,21 @@ def test_cli_edit_with_and_without_subject_replays_and_batch_runs(
 
 def _expected_blocks(name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return ((1,), (1, 2, 3, 4, 5)) if name == "sdxl" else ((4,), tuple(range(4, 12)))
+
+
+def test_the_apps_edit_runs_on_an_sdxl_folder(
+    editors: dict[str, PnPEditor], photo_file: Path, tmp_path: Path
+) -> None:
+    """The web app's session and edit action (no browser) on the SDXL editor, with a mask
+    file as the subject: files, record and subject as for SD 1.x."""
+    from pnpsam.app.actions import run_edit, subject_config
+    from pnpsam.app.session import Session
+
+    editor = editors["sdxl"]
+    session = Session.with_photo(str(photo_file), Image.open(photo_file))
+    session = session.with_mask_file(str(photo_file.parent.parent / "subject.png"))
+    cfg = subject_config(_config(editor), session, use_subject=True)
+    outcome = run_edit(editor, session, ["a red robot"], cfg, tmp_path)
+    assert outcome.result.subject is not None and outcome.archive.is_file()
+    assert list(outcome.record["config"]["pnp"]["attention_blocks"]) == [1, 2, 3, 4, 5]
+    assert len(outcome.result.images) == 1 and outcome.result.images[0].size == (48, 32)
