@@ -10,6 +10,7 @@ The ``*_shaped_pipeline`` builders make the real architectures with random weigh
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
 import torch
@@ -157,10 +158,23 @@ def _tiny_vae() -> AutoencoderKL:
 
 Arch = Literal["sd15", "sd2", "sdxl"]
 ARCHES: tuple[Arch, ...] = get_args(Arch)
+
+
 # Values of the public configs of SD 1.5, SD 2.1 (768-v) and SDXL base 1.0.
-CLIP_L = {"hidden": 768, "intermediate": 3072, "heads": 12, "layers": 12}
-OPENCLIP_H = {"hidden": 1024, "intermediate": 4096, "heads": 16, "layers": 23, "act": "gelu"}
-OPENCLIP_BIGG = {"hidden": 1280, "intermediate": 5120, "heads": 20, "layers": 32, "act": "gelu"}
+@dataclass(frozen=True)
+class TextEncoderShape:
+    """A CLIP text encoder's size, as ``_clip_text_encoder`` takes it."""
+
+    hidden: int
+    intermediate: int
+    heads: int
+    layers: int
+    act: str = "quick_gelu"
+
+
+CLIP_L = TextEncoderShape(768, 3072, 12, 12)
+OPENCLIP_H = TextEncoderShape(1024, 4096, 16, 23, "gelu")
+OPENCLIP_BIGG = TextEncoderShape(1280, 5120, 20, 32, "gelu")
 SD_UNET = {
     "block_out_channels": (320, 640, 1280, 1280),
     "layers_per_block": 2,
@@ -249,9 +263,9 @@ def shaped_pipeline(
     tokenizer = build_offline_clip_tokenizer(words)
     with init_empty_weights():
         if arch == "sd2":
-            text_encoder = _clip_text_encoder(tokenizer, **OPENCLIP_H)
+            text_encoder = _clip_text_encoder(tokenizer, **asdict(OPENCLIP_H))
         else:
-            text_encoder = _clip_text_encoder(tokenizer, **CLIP_L)
+            text_encoder = _clip_text_encoder(tokenizer, **asdict(CLIP_L))
         vae = AutoencoderKL(
             block_out_channels=(128, 256, 512, 512),
             down_block_types=("DownEncoderBlock2D",) * 4,
@@ -263,7 +277,8 @@ def shaped_pipeline(
         )
         text_encoder_2 = None
         if arch == "sdxl":
-            text_encoder_2 = _clip_text_encoder(tokenizer, projection_dim=1280, **OPENCLIP_BIGG)
+            big_g = asdict(OPENCLIP_BIGG)
+            text_encoder_2 = _clip_text_encoder(tokenizer, projection_dim=1280, **big_g)
     parts = [text_encoder, vae] + ([text_encoder_2] if text_encoder_2 is not None else [])
     for number, part in enumerate(parts):
         materialize(part.to(dtype) if dtype != torch.float32 else part, seed + 1 + number, device)
