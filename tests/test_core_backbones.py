@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 
 from pnpsam.api import PnPEditor
 from pnpsam.cli import main
-from pnpsam.config import EditConfig, ModelConfig
+from pnpsam.config import EditConfig, ModelConfig, config_for_model
 from pnpsam.core.conditioning import unet_inputs
 from pnpsam.core.injection import (
     BatchLayout,
@@ -37,7 +37,7 @@ from pnpsam.core.injection import (
 from pnpsam.models.backbones import UnsupportedBackboneError, detect
 from pnpsam.models.loading import ModelLoadError
 from pnpsam.models.tiny import tiny_sd2_pipeline, tiny_sdxl_pipeline
-from pnpsam.store import InversionStore
+from pnpsam.store import InversionCache, InversionStore
 
 BUILDERS = {"sd2v": tiny_sd2_pipeline, "sdxl": tiny_sdxl_pipeline}
 STEPS = 4
@@ -286,6 +286,56 @@ def test_a_reedit_costs_two_rows_per_step_and_prompt(
     assert first.unet_evaluations == STEPS + injecting + 2 * STEPS
     again = editor.edit(photo, "a blue dog", cfg)
     assert again.inversion_reused and again.unet_evaluations == 2 * STEPS
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_a_disk_cached_inversion_edits_as_a_fresh_one(
+    editors: dict[str, PnPEditor], photo: Image.Image, name: str, tmp_path: Path
+) -> None:
+    """Latents read back from the inversion cache get their text states and (SDXL) added
+    conditioning recomputed: the edit is the fresh one's."""
+    loaded = editors[name]
+    cfg = _config(loaded)
+    fresh = PnPEditor(loaded.pipeline, loaded.model, cache=InversionCache(tmp_path))
+    first = fresh.edit(photo, "a red robot", cfg)
+    reopened = PnPEditor(loaded.pipeline, loaded.model, cache=InversionCache(tmp_path))
+    again = reopened.edit(photo, "a red robot", cfg)
+    assert again.inversion_cached and not first.inversion_cached
+    assert first.latents is not None and again.latents is not None
+    torch.testing.assert_close(again.latents, first.latents, rtol=0, atol=1e-6)
+
+
+def test_a_hub_id_is_read_from_the_hub_cache(tmp_path: Path, monkeypatch) -> None:
+    """A hub id's backbone comes from its cached model_index.json and unet/config.json (no
+    network): SDXL's sites for an SDXL id, a clear refusal for an SD3 one."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+
+    def cache(repo: str, files: dict[str, dict[str, Any]]) -> None:
+        folder = tmp_path / f"models--{repo.replace('/', '--')}"
+        snapshot = folder / "snapshots" / ("0" * 40)
+        for name, content in files.items():
+            (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+            (snapshot / name).write_text(json.dumps(content))
+        (folder / "refs").mkdir(parents=True)
+        (folder / "refs" / "main").write_text("0" * 40)
+
+    xl_unet = {
+        "addition_embed_type": "text_time",
+        "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+        "layers_per_block": 2,
+    }
+    index = {"_class_name": "StableDiffusionXLPipeline", "text_encoder": [], "unet": []}
+    cache("acme/xl", {"model_index.json": index, "unet/config.json": xl_unet})
+    found = detect("acme/xl")
+    assert found is not None and found.family == "sdxl"
+    assert config_for_model("acme/xl").pnp.residual_blocks == (1,)
+    sd3 = {"_class_name": "StableDiffusion3Pipeline", "transformer": ["diffusers", "X"]}
+    cache("acme/sd3", {"model_index.json": sd3})
+    with pytest.raises(UnsupportedBackboneError, match="StableDiffusion3Pipeline"):
+        detect("acme/sd3")
+    assert detect("acme/not-cached") is None  # the loader then says why
 
 
 @pytest.fixture(scope="module")
