@@ -64,6 +64,7 @@ from pnpsam.config import EditConfig, ModelConfig
 from pnpsam.core.conditioning import unet_inputs
 from pnpsam.core.injection import find_injection_sites
 from pnpsam.core.pipeline import PnPPipeline
+from pnpsam.models.backbones import describe_pipeline
 from pnpsam.models.speedups import COMPILE_MODES, speed_up
 from pnpsam.models.tiny import ARCHES, shaped_pipeline, tiny_sd15_pipeline
 
@@ -581,7 +582,8 @@ def main(argv: list[str] | None = None) -> None:
     editor = load_editor(args)
     editor.set_progress_bar_config(disable=True)
     synchronize(device)
-    say(f"model ready on {editor.pipeline.device}")
+    backbone = describe_pipeline(editor.pipeline.sd)
+    say(f"model ready on {editor.pipeline.device}: {backbone.label}")
     cfg = edit_config(editor, args)
     say(
         f"PnP sites: residual blocks {cfg.pnp.residual_blocks}, "
