@@ -13,6 +13,10 @@
 #
 #   benchmarks/gpu_speed.sh           # on a GPU machine (needs diffusers: see the wheels below)
 #   benchmarks/gpu_speed.sh --tiny    # anywhere, on the CPU: tiny random model, 16 and 32 px, 5 steps
+#   benchmarks/gpu_speed.sh --backbones   # instead: SD 2.1-v at 768 px and SDXL at 1024 px
+#                                         # (real architectures, random weights, fp16, 50 steps;
+#                                         # the port's rows counted, not run), speed_sd2_768.json
+#                                         # and speed_sdxl_1024.json
 #
 # The device machine has torch but not diffusers, and reaches no registry. Here, in the
 # repository root (.whl/ is git-ignored), fetch the wheels once (24 MiB):
@@ -37,7 +41,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 tiny=0
+backbones=0
 if [ "${1:-}" = "--tiny" ]; then tiny=1; fi
+if [ "${1:-}" = "--backbones" ]; then backbones=1; fi
 out="${OUT:-out/gpu_speed}"
 mkdir -p "$out"
 work="$(mktemp -d)"
@@ -91,6 +97,14 @@ part() {  # part NAME LIMIT ARGS...: one speed.py run under a time limit, its ta
   summary
   [ "$rc" = 0 ] || say "part $name ended with exit $rc (124: its time limit)"
 }
+
+if [ "$backbones" = 1 ]; then  # --arch overrides --sd15; each part well under 540 s in all
+  part sd2_768 200 --arch sd2 --size 768 --repeats 1 --port-counted
+  part sdxl_1024 300 --arch sdxl --size 1024 --repeats 1 --port-counted
+  say "done: $out"
+  rm -rf "$work"
+  exit 0
+fi
 
 s0="${sizes[0]}" s1="${sizes[1]}"
 part "$s0" "${limits[0]}" --size "$s0" --repeats 2 --new-process --count-syncs \

@@ -23,10 +23,16 @@ printed apart. ``--json`` / ``--markdown`` write the table after every phase.
 
     python benchmarks/speed.py                          # tiny random SD 1.5 layout, CPU
     python benchmarks/speed.py --sd15 --device cuda --dtype fp16 --size 512 --new-process
+    python benchmarks/speed.py --arch sdxl --device cuda --dtype fp16 --size 1024
+    python benchmarks/speed.py --arch sdxl --size 64 --steps 10 --port-counted   # CPU: rows
     python benchmarks/speed.py --model stable-diffusion-v1-5/stable-diffusion-v1-5 --device cuda
 
-``--sd15`` builds the real SD 1.5 architecture (UNet 860 M, CLIP ViT-L text encoder, VAE) with
-random weights, drawn on the device: no download, the real shapes, costs and memory.
+``--arch sd15|sd2|sdxl`` builds that real architecture (SD 1.5: UNet 860 M, CLIP ViT-L; SD 2.1
+768-v: UNet 865 M, OpenCLIP ViT-H, v-prediction; SDXL base: UNet 2.6 B, CLIP ViT-L and
+OpenCLIP bigG, pooled text and time ids) with random weights filled on the device
+(``pnpsam.models.tiny.shaped_pipeline``): no download, the real shapes, costs and memory.
+``--sd15`` is ``--arch sd15``. ``--port-counted`` counts the port's rows (999 + 999 + 3 x steps
+per prompt) instead of running them: on a CPU its 2000 real-size UNet rows take hours.
 ``benchmarks/gpu_speed.sh`` runs the device measurement in one command.
 """
 
@@ -55,10 +61,12 @@ from PIL import Image
 
 from pnpsam.api import PnPEditor
 from pnpsam.config import EditConfig, ModelConfig
+from pnpsam.core.conditioning import unet_inputs
 from pnpsam.core.injection import find_injection_sites
 from pnpsam.core.pipeline import PnPPipeline
+from pnpsam.models.backbones import describe_pipeline
 from pnpsam.models.speedups import COMPILE_MODES, speed_up
-from pnpsam.models.tiny import sd15_shaped_pipeline, tiny_sd15_pipeline
+from pnpsam.models.tiny import ARCHES, shaped_pipeline, tiny_sd15_pipeline
 
 PROMPTS = ["a red robot", "a blue dog", "a photo of snow", "a cat", "a robot dog", "a snow cat"]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -270,8 +278,9 @@ def synchronize(device: torch.device) -> None:
 
 def load_editor(args: argparse.Namespace) -> PnPEditor:
     """The editor the phases share: a tiny random model (saved and loaded as a real folder is),
-    a checkpoint, or the SD 1.5 architecture with random weights drawn on the device."""
-    if not args.sd15:
+    a checkpoint, or a real architecture (``--arch``) with random weights filled on the
+    device."""
+    if args.arch is None:
         if args.model is None:
             args.model = tempfile.mkdtemp(prefix="pnpsam-tiny-")
             tiny_sd15_pipeline().save_pretrained(args.model)
@@ -279,9 +288,11 @@ def load_editor(args: argparse.Namespace) -> PnPEditor:
             ModelConfig(model=args.model, device=args.device, dtype=args.dtype)
         )
     device = torch.device(args.device)
-    sd = sd15_shaped_pipeline(0, tuple(" ".join(PROMPTS).split()), device=device)
-    sd = sd.to(dtype=DTYPES[args.dtype])
-    config = ModelConfig(model="random-sd15", device=args.device, dtype=args.dtype)
+    words = tuple(" ".join(PROMPTS).split())
+    sd = shaped_pipeline(args.arch, 0, words, device=device, dtype=DTYPES[args.dtype])
+    if args.arch == "sdxl" and args.dtype == "fp16":  # as the loader does: SDXL's VAE overflows
+        sd.vae.to(torch.float32)
+    config = ModelConfig(model=f"random-{args.arch}", device=args.device, dtype=args.dtype)
     return PnPEditor(PnPPipeline(sd, device), config)
 
 
@@ -364,7 +375,7 @@ def port_phases(
         editor.store.clear()
         with pipe.count_unet_rows() as counted:
             inversion = editor.invert(image, port)
-            empty = inversion.latents.source_embedding
+            empty = unet_inputs(inversion.latents.source_embedding, inversion.latents.source_added)
             pipe.scheduler.set_timesteps(999)
             # the port inverts all 999 steps; ours stops at the last kept timestep (981), so
             # its reconstruction starts there: the same 999 calls from t = 999 cost the same.
@@ -372,7 +383,7 @@ def port_phases(
             latent = inversion.latents.at(max(inversion.latents.by_timestep))
             with torch.no_grad():
                 for t in pipe.scheduler.timesteps:
-                    noise = pipe.unet(latent, t, encoder_hidden_states=empty).sample
+                    noise = pipe.unet(latent, t, **empty).sample
                     latent = pipe.scheduler.step(noise, t, latent).prev_sample
         return counted.rows + (999 - inversion.unet_evaluations)  # the 18 steps it skips
 
@@ -399,7 +410,7 @@ def child_arguments(args: argparse.Namespace) -> list[str]:
         argv += ["--threads", str(args.threads)]
     if args.steps is not None:
         argv += ["--steps", str(args.steps)]
-    argv += ["--sd15"] if args.sd15 else ["--model", args.model]
+    argv += ["--arch", args.arch] if args.arch else ["--model", args.model]
     if args.channels_last:
         argv.append("--channels-last")
     if args.compile:
@@ -499,7 +510,10 @@ def profile_reedit(
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default=None, help="default: a tiny random SD 1.5 layout")
-    parser.add_argument("--sd15", action="store_true", help="SD 1.5 architecture, random weights")
+    parser.add_argument(
+        "--arch", default=None, choices=ARCHES, help="a real architecture, random weights"
+    )
+    parser.add_argument("--sd15", action="store_true", help="the same as --arch sd15")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=tuple(DTYPES))
     parser.add_argument("--size", type=int, default=32, help="image side in pixels")
@@ -515,6 +529,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, default=None, help="torch CPU threads (default: OMP_NUM_THREADS)"
     )
     parser.add_argument("--no-port", action="store_true", help="skip the port's procedure")
+    parser.add_argument(
+        "--port-counted", action="store_true", help="count the port's rows, do not run them"
+    )
     parser.add_argument(
         "--new-process", action="store_true", help="also time a cached re-edit in a new process"
     )
@@ -533,7 +550,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--child-reedit", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-prompts", nargs="*", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--child-spawned", type=float, default=0.0, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.sd15:
+        args.arch = args.arch or "sd15"
+    return args
+
+
+def port_counted(report: Report, steps: int) -> None:
+    """The port's rows for each k, counted (999-step inversion and reconstruction, then the
+    source row and 2 guided rows at every step per prompt), and port/ours for every phase."""
+    for phase in report.phases:
+        if not phase.prompts or is_port(phase):
+            continue
+        port = 999 + 999 + 3 * steps * phase.prompts
+        say(
+            f"rows, {phase.name}, k={phase.prompts}: ours {phase.rows}, the port's {port} "
+            f"(counted): port/ours x{port / max(phase.rows, 1):.1f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -544,19 +577,24 @@ def main(argv: list[str] | None = None) -> None:
         child_reedit(args)
         return
     device = torch.device(args.device)
-    what = "SD 1.5 architecture, random weights, on the device" if args.sd15 else "the model"
+    what = f"{args.arch} architecture, random weights, on the device" if args.arch else "model"
     say(f"building {what} ({args.dtype}) ...")
     editor = load_editor(args)
     editor.set_progress_bar_config(disable=True)
     synchronize(device)
-    say(f"model ready on {editor.pipeline.device}")
+    backbone = describe_pipeline(editor.pipeline.sd)
+    say(f"model ready on {editor.pipeline.device}: {backbone.label}")
     cfg = edit_config(editor, args)
+    say(
+        f"PnP sites: residual blocks {cfg.pnp.residual_blocks}, "
+        f"attention blocks {cfg.pnp.attention_blocks}"
+    )
     apply_speedups(editor, cfg, args)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     report = Report(
         {
             "label": args.label,
-            "model": "random SD 1.5" if args.sd15 else str(editor.model.model),
+            "model": f"random {args.arch}" if args.arch else str(editor.model.model),
             "device_name": device_name,
             "dtype": args.dtype,
             "size": args.size,
@@ -617,7 +655,9 @@ def main(argv: list[str] | None = None) -> None:
         report.add(Phase("cached re-edit (new editor)", k, rows, secs, peak, cpu))
         if args.new_process:
             new_process_reedit(args, state["folder"], others, report)
-    if not args.no_port:
+    if args.port_counted:
+        port_counted(report, cfg.pnp.steps)
+    elif not args.no_port:
         port_phases(editor, port_photo, cfg, report, args.repeats, args.port_repeats)
     report.print_table()
     say("finished")

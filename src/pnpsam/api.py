@@ -316,11 +316,21 @@ class PnPEditor:
         )
 
     # -- steps ---------------------------------------------------------------------------
+    def _model_config(self) -> EditConfig:
+        """``config_for_model`` of this editor's model; where the model's name says nothing of
+        its injection sites (a pipeline built in memory, a hub id not in the cache), the
+        loaded UNet's (``PnPPipeline.pnp_blocks``)."""
+        config = config_for_model(self.model.model)
+        recommended = model_defaults(self.model.model).get("pnp", {})
+        if not {"residual_blocks", "attention_blocks"} & set(recommended):
+            config.pnp.residual_blocks, config.pnp.attention_blocks = self.pipeline.pnp_blocks()
+        return config
+
     def default_config(self) -> EditConfig:
         """An ``EditConfig`` for this editor's model: the defaults under the settings the model
         folder recommends (its ``pnpsam_defaults.json``: injected blocks, guidance, negative
         prompt...) and the model's native image size. Start custom configs from this one."""
-        return self.resolve(config_for_model(self.model.model))
+        return self.resolve(self._model_config())
 
     def resolve(
         self, config: EditConfig, pnp_overrides: Mapping[str, Any] | None = None
@@ -353,7 +363,8 @@ class PnPEditor:
                 raise
             advice = ", ".join(f"{name} {value}" for name, value in blocks.items())
             raise InjectionSiteError(
-                f"{error}; this model recommends {advice} (its {MODEL_DEFAULTS_FILE})"
+                f"{error}; this model recommends {advice} (its backbone's PnP sites or its "
+                f"{MODEL_DEFAULTS_FILE})"
             ) from error
         return cfg
 
@@ -412,7 +423,7 @@ class PnPEditor:
         left unweakened only when ``config.pnp.background_intent`` is "keep" (an "auto" intent
         is resolved by ``edit``, which knows the prompts; here it counts as "follow").
         """
-        cfg = self.resolve(config if config is not None else config_for_model(self.model.model))
+        cfg = self.resolve(config if config is not None else self._model_config())
         return self._invert(image, cfg.resolve_derived(), mask)
 
     def _invert(self, image: ImageInput, cfg: EditConfig, mask: np.ndarray | None) -> Inversion:
@@ -493,12 +504,17 @@ class PnPEditor:
         if found is None:
             return None
         device = self.pipeline.device
+        clean = found.clean.to(device)
+        # the text embedding (and SDXL's added conditioning) is recomputed, not stored
+        embedding, added = self.pipeline.encode_prompts(
+            [cfg.inversion.prompt], self.pipeline.image_hw(clean)
+        )
         return InvertedLatents(
-            clean=found.clean.to(device),
+            clean=clean,
             by_timestep={t: x.to(device) for t, x in found.by_timestep.items()},
             inversion_steps=found.inversion_steps,
-            # the text embedding is recomputed (one text-encoder pass), not stored
-            source_embedding=self.pipeline.encode_text([cfg.inversion.prompt]),
+            source_embedding=embedding,
+            source_added=added,
         )
 
     def edit(
@@ -523,7 +539,7 @@ class PnPEditor:
         """
         # 1. check the inputs; resolve the config once
         prompts = prompt_list(prompts)
-        base = config if config is not None else config_for_model(self.model.model)
+        base = config if config is not None else self._model_config()
         asked = self.resolve(base, pnp_overrides).resolve_derived()
         # 2. the background intent ("auto" made concrete from the prompts), then invert the
         #    image or reuse the given inversion
@@ -694,15 +710,16 @@ class PnPEditor:
         Noises the prepared image to ``strength`` of the schedule and denoises it guided by each
         prompt with ``config.pnp``'s steps, guidance, negative prompt and seed.
         """
-        from diffusers import StableDiffusionImg2ImgPipeline
+        from diffusers import AutoPipelineForImage2Image
 
         prompts = prompt_list(prompts)
-        cfg = self.resolve(config if config is not None else config_for_model(self.model.model))
+        cfg = self.resolve(config if config is not None else self._model_config())
         if not isinstance(strength, int | float) or not 0.0 < strength <= 1.0:
             raise ConfigError(f"sdedit strength must be in (0, 1]; got {strength!r}")
         source = self.prepare(as_rgb_image(image, cfg.preprocess.max_input_pixels), cfg.preprocess)
         if self._img2img is None:  # built once; shares the editor's modules
-            self._img2img = StableDiffusionImg2ImgPipeline.from_pipe(self.pipeline.sd)
+            # SD's or SDXL's img2img, after the loaded pipeline's class
+            self._img2img = AutoPipelineForImage2Image.from_pipe(self.pipeline.sd)
             self._img2img.set_progress_bar_config(disable=True)
         device = self.pipeline.device
         generator = torch.Generator(device="cpu" if device.type == "mps" else device)

@@ -689,19 +689,41 @@ def resolve_model_name(model: str) -> str:
     return str(alias) if alias is not None else model
 
 
+def backbone_defaults(model: str) -> dict[str, Any]:
+    """The PnP sites of the model's backbone, read from its own config (``Backbone.pnp_blocks``,
+    e.g. SDXL's), or {} where they are the paper's, the backbone is unknown (a hub id not in
+    the cache) or unsupported (the loader says so)."""
+    from pnpsam.models.backbones import UnsupportedBackboneError, detect
+
+    try:
+        backbone = detect(resolve_model_name(model))
+    except UnsupportedBackboneError:
+        return {}
+    if backbone is None:
+        return {}
+    residual, attention = backbone.pnp_blocks()
+    if (residual, attention) == (PAPER_RESIDUAL_BLOCKS, PAPER_ATTENTION_BLOCKS):
+        return {}
+    return {"pnp": {"residual_blocks": list(residual), "attention_blocks": list(attention)}}
+
+
 def model_defaults(model: str) -> dict[str, Any]:
-    """The edit settings a model folder recommends (its ``pnpsam_defaults.json``: sections and
-    fields as in ``EditConfig``), or {} for a folder without one, a hub id or a single file."""
+    """The edit settings a model recommends: its backbone's PnP sites (``backbone_defaults``)
+    under its folder's ``pnpsam_defaults.json`` (sections and fields as in ``EditConfig``);
+    {} for an SD 1.x/2.x folder without one, a hub id or a single file."""
+    data = backbone_defaults(model)
     file = Path(resolve_model_name(model)).expanduser() / MODEL_DEFAULTS_FILE
     if not file.is_file():
-        return {}
+        return data
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        given = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ConfigError(f"cannot read the model's settings {str(file)!r}: {error}") from error
-    if not isinstance(data, dict):
+    if not isinstance(given, dict):
         raise ConfigError(f"{str(file)!r} must hold a mapping of config sections")
-    merge_settings(EditConfig(), data, repr(str(file))).validate()  # bad values fail here
+    merge_settings(EditConfig(), given, repr(str(file))).validate()  # bad values fail here
+    for section, values in given.items():  # the file's values over the backbone's
+        data[section] = {**data.get(section, {}), **values} if isinstance(values, dict) else values
     return data
 
 

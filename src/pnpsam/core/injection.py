@@ -4,7 +4,10 @@ Sites are found by module name. Decoder layers are numbered like LDM's ``output_
 resnets of ``unet.up_blocks`` in order, so in SD 1.x/2.x output block ``n`` is
 ``up_blocks[n // 3].resnets[n % 3]`` and its self-attention is
 ``up_blocks[n // 3].attentions[n % 3].transformer_blocks[0].attn1``. The paper's residual site,
-output block 4, is ``up_blocks[1].resnets[1]``.
+output block 4, is ``up_blocks[1].resnets[1]``. SDXL's decoder has three up blocks (no attention
+in the last), numbered the same way: its equivalent of the paper's sites is output block 1,
+``up_blocks[0].resnets[1]``, and attention blocks 1-5 (``Backbone.pnp_blocks``,
+docs/backbones.md).
 
 What is injected:
 - residual: the output of the resnet's ``conv2`` — the residual branch after conv2, before the
@@ -43,7 +46,8 @@ CellReduction = Literal["area", "cover"]
 
 
 class InjectionSiteError(InputError):
-    """The UNet lacks a requested injection site (not an SD 1.x/2.x decoder layout)."""
+    """The UNet lacks a requested injection site (another decoder layout, or a block number
+    of another backbone's numbering)."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,8 @@ def find_injection_sites(
     up_blocks = getattr(unet, "up_blocks", None)
     if up_blocks is None or len(up_blocks) == 0:
         raise InjectionSiteError(
-            f"{type(unet).__name__} has no up_blocks: not an SD 1.x/2.x UNet, PnP sites missing"
+            f"{type(unet).__name__} has no up_blocks: not an SD 1.x/2.x or SDXL UNet, PnP sites "
+            "missing"
         )
     # block number -> (up block index, layer index within it)
     numbering: list[tuple[int, int]] = []

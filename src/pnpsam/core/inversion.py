@@ -15,6 +15,7 @@ import torch
 from diffusers import DDIMInverseScheduler, UNet2DConditionModel
 
 from pnpsam.core.callbacks import EditStopped, StepCallback, changed_latents
+from pnpsam.core.conditioning import AddedConditions, unet_inputs
 from pnpsam.errors import InputError
 
 
@@ -32,12 +33,14 @@ class InvertedLatents:
         inversion_steps: number of inversion steps that produced it.
         source_embedding: (1, L, D) text embedding the inversion was conditioned on; the
             source stream of the edit uses the same one.
+        source_added: SDXL's added conditioning (pooled text, time ids) of that row, or None.
     """
 
     clean: torch.Tensor
     by_timestep: dict[int, torch.Tensor]
     inversion_steps: int
     source_embedding: torch.Tensor
+    source_added: AddedConditions | None = None
 
     def at(self, timestep: int) -> torch.Tensor:
         try:
@@ -76,8 +79,12 @@ def ddim_invert(
     steps: int,
     keep_timesteps: Sequence[int],
     callback: StepCallback | None = None,
+    added: AddedConditions | None = None,
 ) -> InvertedLatents:
     """Invert ``clean_latent`` (1, C, h, w) with ``steps`` DDIM inverse steps, no guidance.
+
+    The scheduler's ``prediction_type`` (epsilon or v) says what the UNet predicts; ``added``
+    is SDXL's added conditioning of the (1-row) text embedding, given to every step.
 
     Keeps the latent reached at each timestep in ``keep_timesteps`` (the sampling grid); raises
     ``TimestepGridError`` before any UNet call if the inversion grid does not contain them.
@@ -101,9 +108,10 @@ def ddim_invert(
     # the UNet gets each timestep as a tensor already on the latent's device (one copy here,
     # not a blocking host-to-device copy per step); the scheduler and callback get the int
     on_device = scheduler.timesteps.to(clean_latent.device)
+    conditioning = unet_inputs(text_embedding, added)  # built once, the same every step
     for index, t in enumerate(grid[: grid.index(last) + 1]):
         model_input = latent
-        noise = unet(model_input, on_device[index], encoder_hidden_states=text_embedding).sample
+        noise = unet(model_input, on_device[index], **conditioning).sample
         latent = scheduler.step(noise, t, latent).prev_sample
         if callback is not None:
             try:
@@ -120,4 +128,5 @@ def ddim_invert(
         by_timestep=kept,
         inversion_steps=steps,
         source_embedding=text_embedding,
+        source_added=added,
     )

@@ -1,7 +1,9 @@
 """PnP on tensors: encode, invert once, sample any number of prompts, decode. No file I/O.
 
-``PnPPipeline`` wraps the components of a loaded ``StableDiffusionPipeline``; the front ends
-(``pnpsam.api``, the CLI) turn files and PIL images into the tensors used here.
+``PnPPipeline`` wraps the components of a loaded ``StableDiffusionPipeline`` (SD 1.x/2.x) or
+``StableDiffusionXLPipeline`` (SDXL: its added conditioning is built here and carried by every
+row, see ``pnpsam.core.conditioning``); the front ends (``pnpsam.api``, the CLI) turn files and
+PIL images into the tensors used here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import StableDiffusionPipeline
+from diffusers import DiffusionPipeline
 
 from pnpsam.config import InversionConfig, PnPConfig
 from pnpsam.core.callbacks import (
@@ -24,6 +26,7 @@ from pnpsam.core.callbacks import (
     StepCallbacks,
     StepTensors,
 )
+from pnpsam.core.conditioning import AddedConditions
 from pnpsam.core.features import SourceFeatures
 from pnpsam.core.injection import (
     CellReduction,
@@ -35,6 +38,7 @@ from pnpsam.core.injection import (
 from pnpsam.core.inversion import InvertedLatents, ddim_invert, inversion_timesteps
 from pnpsam.core.sampling import SamplingPlan, TextConditions, pnp_sample
 from pnpsam.core.subject_text import SubjectTextAttention, subject_token_weights
+from pnpsam.models.backbones import from_unet_config
 from pnpsam.models.loading import inverse_scheduler_for
 
 ChunkRunner = Callable[[int, int, Callable[[slice], torch.Tensor]], list[torch.Tensor]]
@@ -59,7 +63,7 @@ class PnPPipeline:
     latents are (·, C, H / vae_scale_factor, W / vae_scale_factor).
     """
 
-    def __init__(self, sd: StableDiffusionPipeline, device: torch.device) -> None:
+    def __init__(self, sd: DiffusionPipeline, device: torch.device) -> None:
         self.sd = sd
         self.device = device
         self.unet = sd.unet
@@ -107,13 +111,44 @@ class PnPPipeline:
             handle.remove()
 
     # -- encoders ------------------------------------------------------------------------
+    @property
+    def has_added_conditions(self) -> bool:
+        """Whether the UNet reads SDXL's added conditioning (pooled text and time ids)."""
+        return self.unet.config.get("addition_embed_type") == "text_time"
+
     @torch.no_grad()
-    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
-        """(len(prompts), L, D) CLIP embeddings, as diffusers' ``encode_prompt`` makes them."""
-        embeddings, _ = self.sd.encode_prompt(
-            list(prompts), self.device, 1, do_classifier_free_guidance=False
+    def encode_prompts(
+        self, prompts: Sequence[str], image_hw: tuple[int, int]
+    ) -> tuple[torch.Tensor, AddedConditions | None]:
+        """(len(prompts), L, D) text states, as diffusers' ``encode_prompt`` makes them, and for
+        SDXL their added conditioning for an (H, W) pixel image (None otherwise): the pooled
+        text of the second encoder and the time ids of an uncropped image of that size, made
+        by the SDXL pipeline's own ``encode_prompt`` and ``_get_add_time_ids``."""
+        if not self.has_added_conditions:
+            embeddings, _ = self.sd.encode_prompt(
+                list(prompts), self.device, 1, do_classifier_free_guidance=False
+            )
+            return embeddings, None
+        embeddings, _, pooled, _ = self.sd.encode_prompt(
+            list(prompts), device=self.device, do_classifier_free_guidance=False
         )
-        return embeddings
+        encoder_2 = getattr(self.sd, "text_encoder_2", None)
+        projection = int(encoder_2.config.projection_dim) if encoder_2 is not None else None
+        size = (int(image_hw[0]), int(image_hw[1]))
+        time_ids = self.sd._get_add_time_ids(
+            size, (0, 0), size, dtype=embeddings.dtype, text_encoder_projection_dim=projection
+        ).to(self.device)
+        added = AddedConditions(pooled.to(self.dtype), time_ids.expand(len(prompts), -1))
+        return embeddings.to(self.dtype), added
+
+    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        """(len(prompts), L, D) text states, as diffusers' ``encode_prompt`` makes them."""
+        return self.encode_prompts(prompts, (self.native_size, self.native_size))[0]
+
+    def image_hw(self, latents: torch.Tensor) -> tuple[int, int]:
+        """The (H, W) pixel size of latents (·, C, h, w)."""
+        factor = self.vae_scale_factor
+        return int(latents.shape[-2]) * factor, int(latents.shape[-1]) * factor
 
     def subject_tokens(self, prompts: Sequence[str], words: str) -> torch.Tensor:
         """(len(prompts), L) weights marking the tokens of ``words`` (whitespace-separated) in
@@ -152,6 +187,11 @@ class PnPPipeline:
         grid = copy.copy(self.scheduler)  # set_timesteps rebinds its attributes: shallow is enough
         grid.set_timesteps(steps)
         return [int(t) for t in grid.timesteps]
+
+    def pnp_blocks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The paper's (residual, attention) sites as this UNet's decoder numbers them
+        (``Backbone.pnp_blocks``): (4,), (4..11) for SD 1.x/2.x, (1,), (1..5) for SDXL."""
+        return from_unet_config("this UNet", dict(self.unet.config)).pnp_blocks()
 
     def injection_sites(
         self, residual_blocks: tuple[int, ...], attention_blocks: tuple[int, ...]
@@ -195,7 +235,7 @@ class PnPPipeline:
         ``callback`` (``StepCallback``) runs after every inversion step.
         """
         clean = self.encode_image(image)
-        embedding = self.encode_text([cfg.prompt])
+        embedding, added = self.encode_prompts([cfg.prompt], self.image_hw(clean))
         keep = self.sampling_timesteps(sampling_steps)
         steps = cfg.steps_for(sampling_steps)
         total = self.inversion_calls(steps, sampling_steps)
@@ -203,7 +243,14 @@ class PnPPipeline:
             bar.set_description("invert")
             hooks = StepCallbacks([c for c in (callback, ProgressBar(bar)) if c is not None])
             return ddim_invert(
-                self.unet, self.inverse_scheduler, clean, embedding, steps, keep, callback=hooks
+                self.unet,
+                self.inverse_scheduler,
+                clean,
+                embedding,
+                steps,
+                keep,
+                callback=hooks,
+                added=added,
             )
 
     def start_latent(
@@ -284,8 +331,15 @@ class PnPPipeline:
         plan = self._planned(plan)
         cfg = plan.cfg
         # 2. encode the prompts
-        uncond = self.encode_text([cfg.negative_prompt])
-        cond = self.encode_text(prompts)
+        image_hw = self.image_hw(inverted.clean)
+        uncond, uncond_added = self.encode_prompts([cfg.negative_prompt], image_hw)
+        cond, cond_added = self.encode_prompts(prompts, image_hw)
+        source_added = inverted.source_added
+        if self.has_added_conditions and source_added is None:
+            raise ValueError(
+                "this SDXL model needs the inversion's added conditioning (pooled text, time "
+                "ids): InvertedLatents.source_added is None"
+            )
         words = None
         if mask is not None and cfg.subject_words.strip():
             words = self.subject_tokens(prompts, cfg.subject_words)
@@ -327,7 +381,12 @@ class PnPPipeline:
                 if subject_text is not None and words is not None:
                     subject_text.tokens = words[rows]
                 text = TextConditions(
-                    inverted.source_embedding, uncond.expand(k, -1, -1), cond[rows]
+                    inverted.source_embedding,
+                    uncond.expand(k, -1, -1),
+                    cond[rows],
+                    source_added,
+                    uncond_added.expand(k) if uncond_added is not None else None,
+                    cond_added[rows] if cond_added is not None else None,
                 )
                 return pnp_sample(
                     self.unet, self.scheduler, injector, inverted, text, start, plan, hooks

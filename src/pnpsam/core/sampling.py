@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 
 from pnpsam.config import PnPConfig
 from pnpsam.core.callbacks import EditStopped, StepCallback, changed_latents, tensor_inputs
+from pnpsam.core.conditioning import AddedConditions, unet_inputs
 from pnpsam.core.features import FeatureId, needed_features
 from pnpsam.core.injection import (
     BatchLayout,
@@ -29,11 +31,15 @@ from pnpsam.core.inversion import InvertedLatents
 
 @dataclass(frozen=True)
 class TextConditions:
-    """Text embeddings for one sampling run: source (1, L, D), uncond and cond (k, L, D)."""
+    """Text embeddings for one sampling run: source (1, L, D), uncond and cond (k, L, D); for
+    SDXL also each group's added conditioning (pooled text, time ids: 1, k and k rows)."""
 
     source: torch.Tensor
     uncond: torch.Tensor
     cond: torch.Tensor
+    source_added: AddedConditions | None = None
+    uncond_added: AddedConditions | None = None
+    cond_added: AddedConditions | None = None
 
     @property
     def num_prompts(self) -> int:
@@ -42,6 +48,17 @@ class TextConditions:
     def batch(self, layout: BatchLayout) -> torch.Tensor:
         rows = [self.source] if layout.has_source else []
         return torch.cat([*rows, self.uncond, self.cond], dim=0)
+
+    def unet_inputs(self, layout: BatchLayout) -> dict[str, Any]:
+        """The UNet's conditioning keywords for a batch of ``layout``, row by row."""
+        if self.uncond_added is None or self.cond_added is None:
+            return unet_inputs(self.batch(layout), None)
+        parts = [self.uncond_added, self.cond_added]
+        if layout.has_source:
+            if self.source_added is None:
+                raise RuntimeError("the source row has no added conditioning (SDXL)")
+            parts.insert(0, self.source_added)
+        return unet_inputs(self.batch(layout), AddedConditions.cat(parts))
 
 
 def injection_schedule(
@@ -121,6 +138,8 @@ def pnp_sample(
     latents = start_latent.expand(k, -1, -1, -1) * scheduler.init_noise_sigma
     source_latent = inverted.at(timesteps[0])  # the source row: its features are injected
     latent_hw = (latents.shape[-2], latents.shape[-1])
+    # each layout's conditioning, built once (a batch has a source row or not)
+    conditioning: dict[bool, dict[str, Any]] = {}
     injected: list[InjectionEvent] = []  # this step's injections, for a callback that asks
     observe = "injected" in tensor_inputs(callback)
     if observe:
@@ -134,9 +153,11 @@ def pnp_sample(
             rows = [source_latent] if layout.has_source else []
             model_input = torch.cat([*rows, latents, latents], dim=0)
             model_input = scheduler.scale_model_input(model_input, t)
+            if layout.has_source not in conditioning:
+                conditioning[layout.has_source] = text.unet_inputs(layout)
             with injector.step(state, latent_hw):
                 noise = unet(
-                    model_input, on_device[state.index], encoder_hidden_states=text.batch(layout)
+                    model_input, on_device[state.index], **conditioning[layout.has_source]
                 ).sample
             noise_uncond, noise_cond = noise[layout.uncond], noise[layout.cond]
             guided = noise_uncond + cfg.guidance * (noise_cond - noise_uncond)

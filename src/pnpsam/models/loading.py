@@ -1,8 +1,11 @@
-"""Load Stable Diffusion 1.x/2.x checkpoints the way diffusers users expect.
+"""Load Stable Diffusion 1.x/2.x and SDXL checkpoints the way diffusers users expect.
 
 Accepts a hub id, a local diffusers folder, or a single ``.safetensors`` file (pickled
-``.ckpt`` only with an explicit opt-in). Returns a ``StableDiffusionPipeline`` whose scheduler is
-DDIM, with no safety checker (PnP never calls the pipeline's ``__call__``).
+``.ckpt`` only with an explicit opt-in). The backbone is read from the model's own config
+(``pnpsam.models.backbones``): SD 1.x/2.x load as a ``StableDiffusionPipeline``, SDXL as a
+``StableDiffusionXLPipeline``; other architectures are refused by name. The scheduler is DDIM
+with the checkpoint's prediction type (epsilon or v), with no safety checker (PnP never calls
+the pipeline's ``__call__``).
 """
 
 from __future__ import annotations
@@ -12,14 +15,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import DDIMInverseScheduler, DDIMScheduler, StableDiffusionPipeline
+from diffusers import (
+    DDIMInverseScheduler,
+    DDIMScheduler,
+    DiffusionPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+)
 
 from pnpsam.config import ModelConfig, resolve_model_name, short_repr
 from pnpsam.errors import UserError
+from pnpsam.models.backbones import Backbone, Family, UnsupportedBackboneError, detect
 from pnpsam.models.hub import ModelUnavailableError, check_available, unavailable
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 REQUIRED_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+# The parts each backbone family's folder must hold, and the pipeline class that loads it.
+FAMILY_PARTS: dict[Family, tuple[str, ...]] = {
+    "sd": REQUIRED_PARTS,
+    "sdxl": (*REQUIRED_PARTS, "text_encoder_2", "tokenizer_2"),
+}
+PIPELINES: dict[Family, type[DiffusionPipeline]] = {
+    "sd": StableDiffusionPipeline,
+    "sdxl": StableDiffusionXLPipeline,
+}
 SAFE_SINGLE_FILE = (".safetensors",)
 PICKLED_SINGLE_FILE = (".ckpt", ".pt", ".pth", ".bin")
 
@@ -87,11 +106,12 @@ def resolve_dtype(dtype: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def _check_folder(folder: Path) -> None:
-    missing = [part for part in REQUIRED_PARTS if not (folder / part).is_dir()]
+def _check_folder(folder: Path, family: Family = "sd") -> None:
+    missing = [part for part in FAMILY_PARTS[family] if not (folder / part).is_dir()]
     if missing:
+        kind = "an SDXL" if family == "sdxl" else "a Stable Diffusion"
         raise ModelLoadError(
-            f"model folder {str(folder)!r} is not a Stable Diffusion diffusers folder: "
+            f"model folder {str(folder)!r} is not {kind} diffusers folder: "
             f"missing {', '.join(p + '/' for p in missing)}"
         )
     _check_index(folder / "model_index.json")
@@ -126,13 +146,14 @@ def _check_index(index: Path) -> None:
             )
 
 
-def _load(cfg: ModelConfig, dtype: torch.dtype) -> StableDiffusionPipeline:
+def _family(backbone: Backbone | None) -> Family:
+    return backbone.family if backbone is not None else "sd"
+
+
+def _load(cfg: ModelConfig, dtype: torch.dtype) -> DiffusionPipeline:
     path = Path(resolve_model_name(cfg.model)).expanduser()
-    common: dict[str, Any] = {
-        "dtype": dtype,
-        "safety_checker": None,
-        "requires_safety_checker": False,
-    }
+    common: dict[str, Any] = {"dtype": dtype}
+    no_checker = {"safety_checker": None, "requires_safety_checker": False}
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in PICKLED_SINGLE_FILE and not cfg.allow_pickle:
@@ -145,49 +166,63 @@ def _load(cfg: ModelConfig, dtype: torch.dtype) -> StableDiffusionPipeline:
                 f"{str(path)!r} is not a checkpoint file (expected .safetensors, or .ckpt with "
                 "--allow-pickle) nor a diffusers folder"
             )
+        backbone = detect(str(path))  # an SD3/FLUX file is named here
         if suffix in SAFE_SINGLE_FILE:
             check_single_file(path, cfg.single_file_config)
-        kwargs = dict(common)
+        if backbone is None and cfg.single_file_config:  # the named configs say what it is
+            backbone = detect(resolve_model_name(cfg.single_file_config))
+        family = _family(backbone)
+        kwargs = dict(common) | (no_checker if family == "sd" else {})
         if cfg.single_file_config:
             kwargs["config"] = cfg.single_file_config
         # the absolute path, so model_info()'s resolved path does not depend on its spelling
-        return StableDiffusionPipeline.from_single_file(str(path.resolve()), **kwargs)
+        return PIPELINES[family].from_single_file(str(path.resolve()), **kwargs)
     if path.is_dir():
-        _check_folder(path)
-        return StableDiffusionPipeline.from_pretrained(
-            str(path.resolve()), local_files_only=True, **common
+        _check_index(path / "model_index.json")  # before reading what the index names
+        family = _family(detect(str(path)))
+        _check_folder(path, family)
+        kwargs = dict(common) | (no_checker if family == "sd" else {})
+        return PIPELINES[family].from_pretrained(
+            str(path.resolve()), local_files_only=True, **kwargs
         )
     if cfg.model.startswith((".", "/", "~")) or cfg.model.count("/") != 1:
         raise ModelLoadError(
             f"model {cfg.model!r} is neither an existing file or folder nor a hub id (owner/name)"
         )
     cached = check_available(cfg.model, "Stable Diffusion model", MODEL_ADVICE, cfg.revision)
+    family = _family(detect(cfg.model, cfg.revision, local_only=cached))
+    kwargs = dict(common) | (no_checker if family == "sd" else {})
     try:
-        return StableDiffusionPipeline.from_pretrained(
-            cfg.model, revision=cfg.revision, local_files_only=cached, **common
+        return PIPELINES[family].from_pretrained(
+            cfg.model, revision=cfg.revision, local_files_only=cached, **kwargs
         )
     except OSError as error:
         raise unavailable(cfg.model, "Stable Diffusion model", MODEL_ADVICE, error) from error
 
 
-def load_stable_diffusion(cfg: ModelConfig) -> tuple[StableDiffusionPipeline, torch.device]:
-    """Load the checkpoint named by ``cfg`` and place it; returns (pipeline, execution device).
+def load_stable_diffusion(cfg: ModelConfig) -> tuple[DiffusionPipeline, torch.device]:
+    """Load the checkpoint named by ``cfg`` and place it; returns (pipeline, execution device):
+    a ``StableDiffusionPipeline`` (SD 1.x/2.x) or ``StableDiffusionXLPipeline`` (SDXL).
 
     The pipeline's scheduler is replaced by ``DDIMScheduler`` built from the checkpoint's own
     scheduler config (betas, offset, prediction type) with ``clip_sample=False``, as PnP needs.
+    An SDXL VAE that diffusers upcasts in fp16 (``force_upcast``: it overflows) is kept in fp32.
     """
     cfg.validate()
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype)
     try:
         pipe = _load(cfg, dtype)
-    except ModelLoadError:
+    except (ModelLoadError, UnsupportedBackboneError):
         raise
     except ModelUnavailableError as error:  # offline, not found, gated: already explained
         raise ModelLoadError(str(error)) from error
     except (OSError, ValueError, KeyError) as err:
         raise ModelLoadError(f"could not load Stable Diffusion model {cfg.model!r}: {err}") from err
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False)
+    sdxl = isinstance(pipe, StableDiffusionXLPipeline)
+    if sdxl and dtype == torch.float16 and getattr(pipe.vae.config, "force_upcast", False):
+        pipe.vae.to(torch.float32)
     pipe.set_progress_bar_config(disable=None)
     if cfg.cpu_offload:
         if device.type == "cpu":
