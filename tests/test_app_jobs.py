@@ -34,6 +34,13 @@ def test_runs_cap_queued_runs_per_session_and_stop_sets_the_running_flags() -> N
         assert runs.active("a") == 1  # only the running one, until it returns
     assert runs.active("a") == 0
     runs.admit("a")  # the cap counts again from zero
+    runs.admit("a")
+    runs.stop("a")  # both dropped while waiting: if they start all the same, they start stopped
+    for _ in range(2):
+        with runs.running("a") as flag:
+            assert flag.is_set()
+    with runs.running("a") as flag:  # a later run is not
+        assert not flag.is_set()
     runs.end("b")
     assert runs.active("b") == 0
 

@@ -42,6 +42,7 @@ class TooManyRuns(InputError):
 @dataclass
 class _SessionRuns:
     waiting: int = 0  # admitted runs that have not started
+    dropped: int = 0  # of those, runs a Stop dropped: they start stopped
     flags: set[threading.Event] = field(default_factory=set)  # one per running run
 
 
@@ -51,7 +52,8 @@ class Runs:
     ``cap``: most runs a session may have waiting or running at once (>= 1). A click first
     :meth:`admit`\\ s a run (counted as waiting); the queued handler then runs it inside
     :meth:`running`, which gives its stop flag. :meth:`stop` sets the flags of the session's
-    running runs and forgets its waiting ones (the queue drops those: Gradio's ``cancels``).
+    running runs and drops its waiting ones: Gradio's ``cancels`` takes them off the queue,
+    and one that starts all the same starts with its flag set.
     """
 
     def __init__(self, cap: int = 2) -> None:
@@ -80,6 +82,9 @@ class Runs:
         with self._lock:
             runs = self._sessions.setdefault(session, _SessionRuns())
             runs.waiting = max(0, runs.waiting - 1)
+            if runs.dropped:  # queued before a Stop that the queue did not drop in time
+                runs.dropped -= 1
+                flag.set()
             runs.flags.add(flag)
         try:
             yield flag
@@ -96,7 +101,7 @@ class Runs:
             for flag in runs.flags:
                 flag.set()
             stopped = len(runs.flags)
-            runs.waiting = 0
+            runs.dropped, runs.waiting = runs.waiting, 0
             return stopped
 
     def end(self, session: str) -> None:

@@ -506,6 +506,8 @@ def build_app(
             session_id = request.session_hash or ""
             try:
                 with runs.running(session_id) as flag:
+                    if flag.is_set():  # dropped by a Stop while it waited
+                        return ("Stopped: the queued run was dropped.", *skip)
                     session: Session = values[state]
                     session.require_photo()
                     texts = parse_prompts(values[prompts], caps.prompts)
@@ -540,7 +542,18 @@ def build_app(
 
         edit_inputs = {state, history, prompts, intent, method, *tool_inputs, *advanced_inputs}
         edit_outputs = [stats, gallery, download, record, history, past, past_files]
-        queued = translate.click(admit, None, None, queue=False, api_visibility="private").success(
+        # admitted at once (no concurrency limit: never waits), then queued for the device;
+        # "multiple": a click while a run is going queues another (up to the session's cap)
+        admitted = translate.click(
+            admit,
+            None,
+            None,
+            api_visibility="private",
+            concurrency_limit=None,
+            show_progress="hidden",
+            trigger_mode="multiple",
+        )
+        queued = admitted.success(
             on_edit,
             edit_inputs,
             edit_outputs,
@@ -548,6 +561,7 @@ def build_app(
             concurrency_id=DEVICE_QUEUE,
             concurrency_limit=settings.edit_workers,
             show_progress_on=[gallery],
+            trigger_mode="multiple",
         )
 
         def on_stop(request: gr.Request) -> str:
