@@ -14,6 +14,7 @@ inversion contains that grid) to keep the file within its time budget.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import socket
@@ -345,13 +346,17 @@ def test_guidance_out_of_range_is_refused_without_a_traceback(
 
 
 def test_stop_a_long_run_while_another_tab_gets_its_mask_then_history_keeps_two_runs(
-    browser: Any, app_url: str, scene: tuple[RenderedScene, Path]
+    browser: Any,
+    app_url: str,
+    scene: tuple[RenderedScene, Path],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Tab A translates once (10 steps), then starts a long run (128 px, 50 steps, 4 prompts:
     ~30 s here) and asks for two more: one is queued, the next refused (two per session). Tab B
     meanwhile uploads and clicks: its mask comes while A runs. A's Stop ends the run and drops
     the queued one; a new run then works, and the history holds A's two finished runs (newest
-    first), each with its own zip named by the photo, the time and the settings digest."""
+    first), each with its own zip named by the photo, the time and the settings digest. Then
+    A starts another long run and closes: the run stops within a step."""
     _, path = scene
     contexts = [browser.new_context(viewport={"width": 1400, "height": 1100}) for _ in "ab"]
     tab, other = (c.new_page() for c in contexts)
@@ -406,6 +411,19 @@ def test_stop_a_long_run_while_another_tab_gets_its_mask_then_history_keeps_two_
         captions = tab.inner_text("#history")
         assert captions.index("orange") < captions.index("yellow")  # newest first
         assert "10 steps" in captions
+        # closing a tab ends its running run within a step (Gradio's unload event)
+        _set_text_option(tab, "#opt-steps input", "50")
+        _set_text_option(tab, "#opt-size input", "128")
+        tab.fill("#prompts textarea", "a blue circle on grass")
+        caplog.set_level(logging.INFO, logger="pnpsam.app.ui")
+        caplog.clear()  # only what follows counts
+        tab.click("#translate")
+        _wait_text(tab, "#results", "/50")
+        contexts[0].close()
+        deadline = time.perf_counter() + 30
+        while not any("stopped by the user" in r.getMessage() for r in caplog.records):
+            assert time.perf_counter() < deadline, "the closed tab's run did not stop"
+            time.sleep(0.2)
     finally:
         for context in contexts:
             context.close()

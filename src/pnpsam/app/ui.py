@@ -515,6 +515,7 @@ def build_app(
                     cfg = subject_config(config_of(values), session, use)
                     done, folder = edit_run(session_id, flag, session, texts, cfg, progress)
             except EditStopped as stopped:
+                log.info("run of session %s stopped: %s", session_id[:8], stopped)
                 return (f"Stopped ({stopped}); nothing of that run was kept.", *skip)
             except UserError as error:
                 return (f"⚠ {warn(error)}", *skip)
