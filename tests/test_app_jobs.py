@@ -22,24 +22,20 @@ from pnpsam.core.callbacks import EditStopped
 
 def test_runs_cap_queued_runs_per_session_and_stop_sets_the_running_flags() -> None:
     runs = Runs(cap=2)
-    runs.admit("a")
-    runs.admit("a")
+    first, second = runs.admit("a"), runs.admit("a")
     with pytest.raises(TooManyRuns, match=r"2 runs queued or running.*\(2\).*press Stop"):
         runs.admit("a")
     runs.admit("b")  # another session has its own count
-    with runs.running("a") as flag:  # one of a's waiting runs starts
+    with runs.running("a", first) as flag:  # a's first run starts
         assert runs.active("a") == 2 and not flag.is_set()
         assert runs.stop("a") == 1  # Stop: the running run's flag, and the waiting one dropped
         assert flag.is_set()
         assert runs.active("a") == 1  # only the running one, until it returns
     assert runs.active("a") == 0
-    runs.admit("a")  # the cap counts again from zero
-    runs.admit("a")
-    runs.stop("a")  # both dropped while waiting: if they start all the same, they start stopped
-    for _ in range(2):
-        with runs.running("a") as flag:
-            assert flag.is_set()
-    with runs.running("a") as flag:  # a later run is not
+    with runs.running("a", second) as flag:  # the queue started the dropped run all the same
+        assert flag.is_set()
+    third = runs.admit("a")  # the cap counts again from zero; a later run is not stopped
+    with runs.running("a", third) as flag:
         assert not flag.is_set()
     runs.end("b")
     assert runs.active("b") == 0

@@ -20,6 +20,7 @@ import json
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,8 +42,8 @@ class TooManyRuns(InputError):
 
 @dataclass
 class _SessionRuns:
-    waiting: int = 0  # admitted runs that have not started
-    dropped: int = 0  # of those, runs a Stop dropped: they start stopped
+    waiting: set[str] = field(default_factory=set)  # tickets of admitted runs not started
+    dropped: set[str] = field(default_factory=set)  # tickets a Stop dropped while waiting
     flags: set[threading.Event] = field(default_factory=set)  # one per running run
 
 
@@ -50,10 +51,11 @@ class Runs:
     """Admission and stop flags of each session's runs (thread-safe).
 
     ``cap``: most runs a session may have waiting or running at once (>= 1). A click first
-    :meth:`admit`\\ s a run (counted as waiting); the queued handler then runs it inside
-    :meth:`running`, which gives its stop flag. :meth:`stop` sets the flags of the session's
-    running runs and drops its waiting ones: Gradio's ``cancels`` takes them off the queue,
-    and one that starts all the same starts with its flag set.
+    :meth:`admit`\\ s a run, which gives it a ticket (counted as waiting); the queued handler
+    then runs it inside :meth:`running` with that ticket, which gives its stop flag.
+    :meth:`stop` sets the flags of the session's running runs and drops its waiting ones:
+    Gradio's ``cancels`` takes them off the queue, and one that starts all the same starts
+    with its flag set.
     """
 
     def __init__(self, cap: int = 2) -> None:
@@ -63,28 +65,33 @@ class Runs:
         self._lock = threading.Lock()
         self._sessions: dict[str, _SessionRuns] = {}
 
-    def admit(self, session: str) -> None:
-        """Count one more run for ``session``, or raise :class:`TooManyRuns` at the cap."""
+    def admit(self, session: str) -> str:
+        """A ticket for one more run of ``session``, or :class:`TooManyRuns` at the cap."""
         with self._lock:
             runs = self._sessions.setdefault(session, _SessionRuns())
-            if runs.waiting + len(runs.flags) >= self.cap:
+            active = len(runs.waiting) + len(runs.flags)
+            if active >= self.cap:
                 raise TooManyRuns(
-                    f"you have {runs.waiting + len(runs.flags)} runs queued or running, the most "
-                    f"this server allows per session ({self.cap}); wait for one or press Stop"
+                    f"you have {active} runs queued or running, the most this server allows "
+                    f"per session ({self.cap}); wait for one or press Stop"
                 )
-            runs.waiting += 1
+            ticket = uuid.uuid4().hex
+            runs.waiting.add(ticket)
+            return ticket
 
     @contextmanager
-    def running(self, session: str) -> Iterator[threading.Event]:
-        """The stop flag of one run of ``session`` while it runs (a run not admitted, e.g. from
-        the API, is counted too)."""
+    def running(self, session: str, ticket: str | None = None) -> Iterator[threading.Event]:
+        """The stop flag of one run of ``session`` while it runs; ``ticket``: its admission
+        (None: a run not admitted, e.g. from the API). The flag is set from the start when a
+        Stop dropped the ticket while it waited."""
         flag = threading.Event()
         with self._lock:
             runs = self._sessions.setdefault(session, _SessionRuns())
-            runs.waiting = max(0, runs.waiting - 1)
-            if runs.dropped:  # queued before a Stop that the queue did not drop in time
-                runs.dropped -= 1
-                flag.set()
+            if ticket is not None:
+                runs.waiting.discard(ticket)
+                if ticket in runs.dropped:
+                    runs.dropped.discard(ticket)
+                    flag.set()
             runs.flags.add(flag)
         try:
             yield flag
@@ -93,16 +100,16 @@ class Runs:
                 runs.flags.discard(flag)
 
     def stop(self, session: str) -> int:
-        """Stop ``session``'s running runs and forget its waiting ones; the number stopped."""
+        """Stop ``session``'s running runs and drop its waiting ones; the number running."""
         with self._lock:
             runs = self._sessions.get(session)
             if runs is None:
                 return 0
             for flag in runs.flags:
                 flag.set()
-            stopped = len(runs.flags)
-            runs.dropped, runs.waiting = runs.waiting, 0
-            return stopped
+            # tickets the queue took off never run: keep only the latest Stop's
+            runs.dropped, runs.waiting = runs.waiting, set()
+            return len(runs.flags)
 
     def end(self, session: str) -> None:
         """The session ended (tab closed): stop its runs and forget it."""
@@ -116,7 +123,7 @@ class Runs:
         """Runs of ``session`` waiting or running."""
         with self._lock:
             runs = self._sessions.get(session)
-            return 0 if runs is None else runs.waiting + len(runs.flags)
+            return 0 if runs is None else len(runs.waiting) + len(runs.flags)
 
 
 Report = Callable[[int, int, str], None]

@@ -335,6 +335,8 @@ def build_app(
                     )
                     stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1)
                 stats = gr.Markdown(elem_id="run-stats")
+                # the admission of the run a click queues (read by that run when it starts)
+                ticket = gr.Textbox(visible=False)
                 gallery = gr.Gallery(
                     label="Source, mask used, translations",
                     format="png",
@@ -455,10 +457,10 @@ def build_app(
 
         method.change(on_method, [method], advanced, api_visibility="private")
 
-        def admit(request: gr.Request) -> None:
-            """Count the run against the session's cap before it joins the queue."""
+        def admit(request: gr.Request) -> str:
+            """Count the run against the session's cap before it joins the queue; its ticket."""
             try:
-                runs.admit(request.session_hash or "")
+                return runs.admit(request.session_hash or "")
             except UserError as error:
                 raise user_failure(error) from None
 
@@ -505,7 +507,7 @@ def build_app(
             skip = [gr.skip()] * 6
             session_id = request.session_hash or ""
             try:
-                with runs.running(session_id) as flag:
+                with runs.running(session_id, values[ticket] or None) as flag:
                     if flag.is_set():  # dropped by a Stop while it waited
                         return ("Stopped: the queued run was dropped.", *skip)
                     session: Session = values[state]
@@ -541,14 +543,23 @@ def build_app(
                 archives,
             )
 
-        edit_inputs = {state, history, prompts, intent, method, *tool_inputs, *advanced_inputs}
+        edit_inputs = {
+            state,
+            history,
+            ticket,
+            prompts,
+            intent,
+            method,
+            *tool_inputs,
+            *advanced_inputs,
+        }
         edit_outputs = [stats, gallery, download, record, history, past, past_files]
         # admitted at once (no concurrency limit: never waits), then queued for the device;
         # "multiple": a click while a run is going queues another (up to the session's cap)
         admitted = translate.click(
             admit,
             None,
-            None,
+            ticket,
             api_visibility="private",
             concurrency_limit=None,
             show_progress="hidden",
