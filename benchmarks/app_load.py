@@ -11,6 +11,10 @@ whole run ``--timeout`` seconds.
 
     python benchmarks/app_load.py                       # 8 users x 3 actions, toy, 10 steps
     python benchmarks/app_load.py --users 4 --steps 20
+    python benchmarks/app_load.py --stagger 0.3         # users arrive 0.3 s apart
+
+Run it with ``HF_HUB_OFFLINE=1`` on a machine without the SAM weights (the masks' GrabCut
+fallback then starts at once instead of asking the hub first).
 """
 
 from __future__ import annotations
@@ -81,6 +85,12 @@ def main() -> None:
     parser.add_argument("--cancel-steps", type=int, default=50, help="steps of a stopped run")
     parser.add_argument("--cancel-after", type=float, default=0.5, help="seconds before Stop")
     parser.add_argument("--keep-files-minutes", type=float, default=0.25)
+    parser.add_argument(
+        "--stagger",
+        type=float,
+        default=0.0,
+        help="seconds between users' arrivals (0: all at once)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="bound of the whole load")
     args = parser.parse_args()
     from gradio_client import Client, handle_file
@@ -165,6 +175,7 @@ def main() -> None:
                     latencies[kind].append(time.perf_counter() - begin)
 
         def user(index: int) -> None:
+            time.sleep(index * args.stagger)
             client = Client(url, verbose=False)
             for kind in PLANS[index % len(PLANS)][: args.actions]:
                 if time.perf_counter() > deadline:
@@ -174,6 +185,12 @@ def main() -> None:
                     continue
                 act(client, kind)
 
+        # one click first, not counted: the first mask of a fresh server pays its imports
+        warm = time.perf_counter()
+        Client(url, verbose=False).predict(
+            handle_file(str(photo)), {"points": [CLICK]}, api_name="/segment"
+        )
+        print(f"first click of the fresh server: {time.perf_counter() - warm:.2f} s")
         load_start = time.perf_counter()
         threads = [threading.Thread(target=user, args=(i,)) for i in range(args.users)]
         for thread in threads:
@@ -197,7 +214,7 @@ def main() -> None:
                 )
         for error in errors[:10]:
             print(f"  error: {error}")
-        print(f"server peak RSS {rss:.0f} MB")
+        print(f"server peak RSS {rss:.0f} MB (VmHWM)")
         wait = 60 * args.keep_files_minutes + 15
         gone_at = time.perf_counter() + wait
         after = folder_bytes(tmp)

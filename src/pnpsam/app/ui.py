@@ -86,7 +86,7 @@ class AppSettings:
     title: str = "pnp-sam"
     caps: Caps | None = None
     edit_workers: int = 1
-    mask_workers: int = 1
+    mask_workers: int = 2
     queued_runs: int = 2
     keep_files_minutes: float = 60.0
     history_runs: int = 20
