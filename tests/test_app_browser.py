@@ -157,6 +157,8 @@ def _unet_rows(stats: str) -> int:
 def test_page_loads_without_console_errors(page: Any) -> None:
     assert page.title() == "pnp-sam"
     assert page.problems == []
+    assert "circle" in page.get_attribute("#prompts textarea", "placeholder")
+    assert "up to 128 px, 50 steps, 4 prompts per run" in page.inner_text("body")  # CPU caps
 
 
 def test_click_on_subject_draws_its_mask(page: Any, scene: tuple[RenderedScene, Path]) -> None:
@@ -411,6 +413,11 @@ def test_stop_a_long_run_while_another_tab_gets_its_mask_then_history_keeps_two_
         captions = tab.inner_text("#history")
         assert captions.index("orange") < captions.index("yellow")  # newest first
         assert "10 steps" in captions
+        wraps = tab.evaluate(
+            "() => [...document.querySelectorAll('#history .caption-label')]"
+            ".map(e => getComputedStyle(e).whiteSpace)"
+        )
+        assert wraps and set(wraps) == {"normal"}  # captions whole, not cut with an ellipsis
         # closing a tab ends its running run within a step (Gradio's unload event)
         _set_text_option(tab, "#opt-steps input", "50")
         _set_text_option(tab, "#opt-size input", "128")
