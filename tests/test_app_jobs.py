@@ -154,13 +154,16 @@ def test_workspace_keeps_each_session_apart_and_deletes_by_age_and_at_the_end(
     upload.parent.mkdir(parents=True)
     upload.write_bytes(b"y" * 10)
     space.adopt("s2", upload)
+    space.adopt("s3", upload)  # the same file uploaded by another session
     other = space.run_dir("s2", "run")
     hour_ago = time.time() - 3600
     os.utime(old, (hour_ago, hour_ago))
     assert space.sweep() == [old]
     assert new.exists() and other.exists()
     space.end("s2")
-    assert not other.exists() and not upload.exists() and not upload.parent.exists()
+    assert not other.exists() and upload.exists()  # s3 still uses the upload
+    space.end("s3")
+    assert not upload.exists() and not upload.parent.exists()
     with pytest.raises(ValueError, match="bad session id"):
         space.run_dir("../x", "run")
 

@@ -214,6 +214,8 @@ class Workspace:
         shutil.rmtree(self.session_dir(session), ignore_errors=True)
         with self._lock:
             adopted = self._adopted.pop(session, set())
+            # Gradio keeps one copy of identical uploads: another session may still use it
+            adopted -= set().union(*self._adopted.values())
         for path in adopted:
             path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # Gradio keeps each upload in a folder of its own

@@ -4,10 +4,13 @@
 >>> demo = build_app("toy")                   # or a PnPEditor, a hub id, folder or file
 >>> serve(demo, host="127.0.0.1", port=7860)  # the queue, upload limit, theme; blocks
 
-State is per browser session (``gr.State`` holding a :class:`~pnpsam.app.session.Session`);
-every event that runs the model shares one queue slot (``concurrency_id="device"``), so one
-edit or mask runs at a time on the device. Named API endpoints ``segment`` and ``edit`` take
-plain values (a file, a JSON object of config sections) for ``gradio_client``.
+State is per browser session (``gr.State`` holding a :class:`~pnpsam.app.session.Session`, and
+the session's past runs). Edits share one queue group (``concurrency_id="device"``, one at a
+time); masks have their own (``"mask"``), so a click never waits behind an edit. A click on
+Translate is admitted first (a per-session cap, :class:`~pnpsam.app.jobs.Runs`), then queued;
+Stop (or closing the tab) ends the running edit within one step and drops the queued ones.
+Named API endpoints ``segment``, ``edit`` and ``stop`` take plain values (a file, a JSON object
+of config sections) for ``gradio_client``.
 """
 
 import contextlib
@@ -432,9 +435,10 @@ def build_app(
         def on_text(values: dict[Any, Any]) -> tuple[Session, Any, str]:
             return remask_with(values, lambda s: s.with_subject_text(values[subject_text]))
 
-        def on_mask_file(values: dict[Any, Any]) -> tuple[Session, Any, str]:
+        def on_mask_file(values: dict[Any, Any], request: gr.Request) -> tuple[Session, Any, str]:
             if not values[mask_file]:
                 return remask(values)
+            workspace.adopt(request.session_hash or "", Path(values[mask_file]))
             return remask_with(values, lambda s: s.with_mask_file(values[mask_file]))
 
         gr.on(
