@@ -330,7 +330,8 @@ def test_guidance_out_of_range_is_refused_without_a_traceback(
     page: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Guidance 1e30 is refused with the allowed range named, on the page and in the log as
-    one line; no traceback in the server's output; the photo and the results stay."""
+    one line; no traceback in the server's output; the photo and the results stay. Then a
+    prompt too long for the text encoder runs, and the page says how many words it dropped."""
     capfd.readouterr()
     results = page.locator("#results img").count()
     _set_text_option(page, "#opt-guidance input", "1e30")
@@ -345,6 +346,12 @@ def test_guidance_out_of_range_is_refused_without_a_traceback(
     assert len(lines) == 1 and lines[0].exc_info is None
     assert "Traceback" not in capfd.readouterr().err
     _set_text_option(page, "#opt-guidance input", "7.5")
+    # a prompt longer than the toy's text encoder reads (16 tokens): the page says what it lost
+    page.fill("#prompts textarea", "a orange circle on grass " + "on a very green field " * 3)
+    page.click("#translate")
+    stats = _wait_text(page, "#run-stats", "dropped")
+    assert "UNet" in stats and "prompt 1 is longer than the text encoder reads (16 tokens)" in stats
+    assert '"field"' not in stats and 'field")' in stats  # the last words are named
 
 
 def test_stop_a_long_run_while_another_tab_gets_its_mask_then_history_keeps_two_runs(
