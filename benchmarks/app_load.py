@@ -176,7 +176,10 @@ def main() -> None:
 
         def user(index: int) -> None:
             time.sleep(index * args.stagger)
-            client = Client(url, verbose=False)
+            begin = time.perf_counter()
+            client = Client(url, verbose=False)  # fetches the page's config and API description
+            with lock:
+                latencies["connect"].append(time.perf_counter() - begin)
             for kind in PLANS[index % len(PLANS)][: args.actions]:
                 if time.perf_counter() > deadline:
                     with lock:
@@ -205,11 +208,11 @@ def main() -> None:
             f"completed {outcomes['completed']}, failed {outcomes['failed']}, "
             f"cancelled {outcomes['cancelled']}"
         )
-        for kind in ("click", "edit"):
+        for kind in ("connect", "click", "edit"):
             values = latencies[kind]
             if values:
                 print(
-                    f"  {kind:5s} n={len(values):2d}  p50 {statistics.median(values):.2f} s  "
+                    f"  {kind:7s} n={len(values):2d}  p50 {statistics.median(values):.2f} s  "
                     f"p95 {percentile(values, 0.95):.2f} s  max {max(values):.2f} s"
                 )
         for error in errors[:10]:
