@@ -234,9 +234,8 @@ def main() -> None:
         log.close()
         text = (root / "server.log").read_text(errors="replace")
         blocks = text.split("Traceback (most recent call last):")[1:]
-        print(
-            f"server log: {len(blocks)} traceback(s), {text.count('user error:')} user error line(s)"
-        )
+        errors_logged = text.count("user error:")
+        print(f"server log: {len(blocks)} traceback(s), {errors_logged} user error line(s)")
         for block in blocks:  # the exception line ends each traceback
             ends = [line for line in block.splitlines() if line and not line.startswith(" ")]
             print(f"  traceback ending: {ends[0] if ends else '?'}")
