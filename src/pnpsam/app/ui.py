@@ -35,7 +35,7 @@ from pnpsam.api import PnPEditor
 from pnpsam.config import ConfigError, EditConfig, ModelConfig
 from pnpsam.core.callbacks import EditStopped
 from pnpsam.errors import UserError
-from pnpsam.imageio import ImageInputError, load_image
+from pnpsam.imageio import ImageInputError, load_image, save_png
 from pnpsam.options import Option
 
 from .actions import (
@@ -619,13 +619,14 @@ def build_app(
             return Session.with_photo(path, read_upload(path, settings.max_pixels))
 
         def segment_endpoint(
-            path: str | None, mask_settings: dict[str, Any] | None
-        ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+            path: str | None, mask_settings: dict[str, Any] | None, request: gr.Request
+        ) -> tuple[str, str, dict[str, Any]]:
             """The subject mask of an image. ``mask_settings``: fields of the config's ``mask``
             section, e.g. ``{"points": [[32, 30]]}``, ``{"box": [...]}``, ``{"subject": "the
             cat"}``. Returns the overlay and the mask (white = subject) at the image's size,
             and how the mask was made."""
             with shown_errors():
+                session_id = request.session_hash or uuid.uuid4().hex
                 session = api_session(path)
                 cfg = merge_sections(base, {"mask": mask_settings or {}})
                 made = segment(editor, session.require_photo(), cfg)
@@ -643,7 +644,15 @@ def build_app(
                 overlay = marked.display()
                 assert overlay is not None  # the session has a photo
                 details = {**made.subject.provenance(), "note": made.note}
-                return overlay, (mask * 255).round().astype(np.uint8), details
+                # PNG files of this call, not arrays: Gradio writes an array into its cache at
+                # a path named by its content, in place, so two users getting the same mask at
+                # once could be sent a file being rewritten (seen under load: an empty reply);
+                # a file is copied into the cache under a temporary name, then renamed
+                folder = workspace.run_dir(session_id, f"mask-{uuid.uuid4().hex[:8]}")
+                grey = (mask * 255).round().astype(np.uint8)
+                save_png(Image.fromarray(overlay), folder / "overlay.png")
+                save_png(Image.fromarray(grey), folder / "mask.png")
+                return str(folder / "overlay.png"), str(folder / "mask.png"), details
 
         segment_button.click(
             segment_endpoint,
