@@ -309,9 +309,15 @@ def test_mask_tools_apply_on_commit_and_errors_clear_when_fixed(page: Any) -> No
     page.wait_for_function("(old) => document.querySelector('#photo img').src !== old", arg=plain)
     page.get_by_text("Subject by text, by mask file; mask tools").click()
     grow = page.locator("#opt-mask-grow input")
+    grow.wait_for()
     before = page.inner_text("#mask-info")
-    grow.press_sequentially("400", delay=50)
-    time.sleep(0.5)
+    for _ in range(10):  # the section's boxes get their values a moment after it opens
+        grow.fill("")
+        grow.press_sequentially("400", delay=50)
+        time.sleep(0.5)
+        if grow.input_value() == "400":
+            break
+    assert grow.input_value() == "400"
     assert page.inner_text("#mask-info") == before  # no mask made per keystroke
     grow.press("Enter")
     note = _wait_text(page, "#mask-info", "grow_px=400")
