@@ -14,6 +14,7 @@ inversion contains that grid) to keep the file within its time budget.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import socket
@@ -156,6 +157,8 @@ def _unet_rows(stats: str) -> int:
 def test_page_loads_without_console_errors(page: Any) -> None:
     assert page.title() == "pnp-sam"
     assert page.problems == []
+    assert "circle" in page.get_attribute("#prompts textarea", "placeholder")
+    assert "up to 128 px, 50 steps, 4 prompts per run" in page.inner_text("body")  # CPU caps
 
 
 def test_click_on_subject_draws_its_mask(page: Any, scene: tuple[RenderedScene, Path]) -> None:
@@ -279,3 +282,190 @@ def test_gradio_client_segment_and_edit(app_url: str, scene: tuple[RenderedScene
     assert record["prompts"] == ["a orange circle on grass"]
     assert record["config"]["mask"]["points"] == [click]
     assert Path(archive).suffix == ".zip"
+
+
+# -- under real use: limits, errors, Stop, two tabs, history --------------------------------
+
+
+def _wait_text(page: Any, selector: str, text: str) -> str:
+    """Wait until ``selector``'s text contains ``text``; that text."""
+    page.wait_for_function(
+        "([sel, text]) => (document.querySelector(sel)?.innerText || '').includes(text)",
+        arg=[selector, text],
+        timeout=SETTLE_S * 1000,
+    )
+    return str(page.inner_text(selector))
+
+
+def test_mask_tools_apply_on_commit_and_errors_clear_when_fixed(page: Any) -> None:
+    """Typing 400 in --mask-grow applies nothing until Enter (not 4, then 40); 400 is refused
+    on the 64 px photo (the photo stays, the note says why), 2 then applies and the note is a
+    mask summary again."""
+    photo = page.locator("#photo img")
+    box = photo.bounding_box()
+    plain = photo.get_attribute("src")
+    photo.click(position={"x": SPEC.center[0] * box["width"], "y": SPEC.center[1] * box["height"]})
+    _wait_text(page, "#mask-info", "mask by")
+    page.wait_for_function("(old) => document.querySelector('#photo img').src !== old", arg=plain)
+    page.get_by_text("Subject by text, by mask file; mask tools").click()
+    grow = page.locator("#opt-mask-grow input")
+    grow.wait_for()
+    before = page.inner_text("#mask-info")
+    for _ in range(10):  # the section's boxes get their values a moment after it opens
+        grow.fill("")
+        grow.press_sequentially("400", delay=50)
+        time.sleep(0.5)
+        if grow.input_value() == "400":
+            break
+    assert grow.input_value() == "400"
+    assert page.inner_text("#mask-info") == before  # no mask made per keystroke
+    grow.press("Enter")
+    note = _wait_text(page, "#mask-info", "grow_px=400")
+    assert "is larger than the 64x64 mask" in note
+    assert page.locator("#photo img").count() == 1  # the photo never disappears
+    grow.fill("2")
+    grow.press("Enter")
+    page.wait_for_function(
+        "() => { const t = document.querySelector('#mask-info').innerText;"
+        " return t.includes('mask by') && !t.includes('grow_px'); }",
+        timeout=SETTLE_S * 1000,
+    )
+
+
+def test_guidance_out_of_range_is_refused_without_a_traceback(
+    page: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Guidance 1e30 is refused with the allowed range named, on the page and in the log as
+    one line; no traceback in the server's output; the photo and the results stay. Then a
+    prompt too long for the text encoder runs, and the page says how many words it dropped."""
+    capfd.readouterr()
+    results = page.locator("#results img").count()
+    _set_text_option(page, "#opt-guidance input", "1e30")
+    page.click("#translate")
+    stats = _wait_text(page, "#run-stats", "guidance must be in")
+    assert "pnp.guidance must be in [0.0, 30.0]; got 1e+30" in stats
+    toast = page.locator(".toast-body").last
+    assert "guidance must be in [0.0, 30.0]" in toast.inner_text()
+    assert page.locator("#photo img").count() == 1
+    assert page.locator("#results img").count() == results
+    lines = [r for r in caplog.records if "guidance must be in" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].exc_info is None
+    assert "Traceback" not in capfd.readouterr().err
+    _set_text_option(page, "#opt-guidance input", "7.5")
+    # a prompt longer than the toy's text encoder reads (16 tokens): the page says what it lost
+    page.fill("#prompts textarea", "a orange circle on grass " + "on a very green field " * 3)
+    page.click("#translate")
+    stats = _wait_text(page, "#run-stats", "dropped")
+    assert "UNet" in stats and "prompt 1 is longer than the text encoder reads (16 tokens)" in stats
+    assert '"field"' not in stats and 'field")' in stats  # the last words are named
+
+
+def test_stop_a_long_run_while_another_tab_gets_its_mask_then_history_keeps_two_runs(
+    browser: Any,
+    app_url: str,
+    scene: tuple[RenderedScene, Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Tab A translates once (10 steps), then starts a long run (128 px, 50 steps, 4 prompts:
+    ~30 s here) and asks for two more: one is queued, the next refused (two per session). Tab B
+    meanwhile uploads and clicks: its mask comes while A runs. A's Stop ends the run and drops
+    the queued one; a new run then works, and the history holds A's two finished runs (newest
+    first), each with its own zip named by the photo, the time and the settings digest. Then
+    A starts another long run and closes: the run stops within a step."""
+    _, path = scene
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 1100}) for _ in "ab"]
+    tab, other = (c.new_page() for c in contexts)
+    try:
+        for opened in (tab, other):
+            opened.goto(app_url)
+            opened.wait_for_selector("#translate", timeout=SETTLE_S * 1000)
+            _upload(opened, path)
+            _wait_text(opened, "#mask-info", "Click on the subject")
+        tab.get_by_text("Advanced: every edit option").click()
+        _set_text_option(tab, "#opt-steps input", "10")
+        _translate(tab, "a yellow circle on grass")
+        _set_text_option(tab, "#opt-steps input", "50")
+        _set_text_option(tab, "#opt-size input", "128")
+        tab.fill(
+            "#prompts textarea", "a blue circle\na green circle\na purple circle\na red circle"
+        )
+        tab.click("#translate")
+        progress = _wait_text(tab, "#results", "/50")  # the bar counts steps
+        assert "step" in progress
+        tab.click("#translate")  # queued behind the running one
+        tab.click("#translate")  # one too many for this session
+        assert "runs queued or running" in _wait_text(tab, ".toast-body", "per session")
+        photo = other.locator("#photo img")
+        box, plain = photo.bounding_box(), photo.get_attribute("src")
+        started = time.perf_counter()
+        photo.click(
+            position={"x": SPEC.center[0] * box["width"], "y": SPEC.center[1] * box["height"]}
+        )
+        other.wait_for_function(
+            "(old) => document.querySelector('#photo img').src !== old",
+            arg=plain,
+            timeout=SETTLE_S * 1000,
+        )
+        latency = time.perf_counter() - started
+        assert "mask by" in other.inner_text("#mask-info")
+        assert "/50" in tab.inner_text("#results")  # A's run still going meanwhile
+        print(f"tab B's click answered in {latency:.2f} s while tab A translates")
+        tab.click("#stop")
+        # "Stopping: ..." at once, or the run's own "Stopped (... after step N ...)" when it
+        # ends before Gradio drops its reply
+        assert "Stop" in _wait_text(tab, "#run-stats", "Stop")
+        _set_text_option(tab, "#opt-steps input", "10")
+        _set_text_option(tab, "#opt-size input", "64")
+        stats, _ = _translate(tab, "a orange circle on grass")
+        assert "UNet" in stats
+        history = tab.locator("#history img")
+        assert history.count() == 2  # the stopped and the dropped runs left nothing
+        files = tab.inner_text("#history-files")  # each name shown as stem, then ".zip"
+        names = re.findall(r"toy_\d{8}-\d{6}_[0-9a-f]{8}\s*\.zip", files)
+        assert len(set(names)) == 2
+        captions = tab.inner_text("#history")
+        assert captions.index("orange") < captions.index("yellow")  # newest first
+        assert "10 steps" in captions
+        wraps = tab.evaluate(
+            "() => [...document.querySelectorAll('#history .caption-label')]"
+            ".map(e => getComputedStyle(e).whiteSpace)"
+        )
+        assert wraps and set(wraps) == {"normal"}  # captions whole, not cut with an ellipsis
+        # closing a tab ends its running run within a step (Gradio's unload event)
+        _set_text_option(tab, "#opt-steps input", "50")
+        _set_text_option(tab, "#opt-size input", "128")
+        tab.fill("#prompts textarea", "a blue circle on grass")
+        caplog.set_level(logging.INFO, logger="pnpsam.app.ui")
+        caplog.clear()  # only what follows counts
+        tab.click("#translate")
+        _wait_text(tab, "#results", "/50")
+        contexts[0].close()
+        deadline = time.perf_counter() + 30
+        while not any("stopped by the user" in r.getMessage() for r in caplog.records):
+            assert time.perf_counter() < deadline, "the closed tab's run did not stop"
+            time.sleep(0.2)
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def test_gradio_client_size_over_the_cap_is_refused_and_outputs_are_named(
+    app_url: str, scene: tuple[RenderedScene, Path]
+) -> None:
+    """A 4096 px edit is refused at once, the limit and the flag named (no CPU minutes spent);
+    the API's outputs have names, not ``value_75``."""
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    started = time.perf_counter()
+    with pytest.raises(Exception, match=r"preprocess.size must be in \[16, 128\].*--max-size"):
+        client.predict(
+            handle_file(str(scene[1])),
+            "a red circle",
+            {"preprocess": {"size": 4096}},
+            api_name="/edit",
+        )
+    assert time.perf_counter() - started < 10
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert [r["label"] for r in api["/segment"]["returns"]] == ["overlay", "mask", "mask_info"]
+    assert [r["label"] for r in api["/edit"]["returns"]] == ["images", "record", "zip"]

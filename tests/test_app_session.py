@@ -78,6 +78,10 @@ def test_app_command_refuses_a_bad_port_before_loading_anything(
 
     assert main(["app", "--model", "toy", "--port", "70000"]) == 2
     assert "--port must be in 1..65535; got 70000" in capsys.readouterr().err
+    assert main(["app", "--model", "toy", "--max-size", "0"]) == 2
+    assert "--max-size must be >= 1; got 0" in capsys.readouterr().err
+    assert main(["app", "--model", "toy", "--keep-files-minutes", "0"]) == 2
+    assert "--keep-files-minutes must be > 0" in capsys.readouterr().err
 
 
 def test_mask_file_source_gives_the_files_mask_at_the_photo_size(

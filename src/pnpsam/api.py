@@ -426,8 +426,15 @@ class PnPEditor:
         cfg = self.resolve(config if config is not None else self._model_config())
         return self._invert(image, cfg.resolve_derived(), mask)
 
-    def _invert(self, image: ImageInput, cfg: EditConfig, mask: np.ndarray | None) -> Inversion:
-        """``invert`` under a resolved config (``resolve``, then ``resolve_derived``)."""
+    def _invert(
+        self,
+        image: ImageInput,
+        cfg: EditConfig,
+        mask: np.ndarray | None,
+        callback: StepCallback | None = None,
+    ) -> Inversion:
+        """``invert`` under a resolved config (``resolve``, then ``resolve_derived``);
+        ``callback`` runs after every inversion step."""
         # 1. prepare the picture and find the subject; the subject policy is decided here
         original = as_rgb_image(image, cfg.preprocess.max_input_pixels)
         prepared = self.prepare(original, cfg.preprocess)
@@ -468,7 +475,8 @@ class PnPEditor:
         counted = RowCounter()
         if latents is None:
             tensor = torch.from_numpy(pil_to_tensor_range(inverted_image))
-            latents = self.pipeline.invert(tensor, cfg.inversion, cfg.pnp.steps, counted)
+            hooks = StepCallbacks([counted, *([callback] if callback is not None else [])])
+            latents = self.pipeline.invert(tensor, cfg.inversion, cfg.pnp.steps, hooks)
             if self.cache is not None:
                 self.cache.put(key, latents.clean, latents.by_timestep, latents.inversion_steps)
         # 5. keep it, and return it
@@ -524,6 +532,7 @@ class PnPEditor:
         config: EditConfig | None = None,
         mask: np.ndarray | None = None,
         callback: StepCallback | None = None,
+        inversion_callback: StepCallback | None = None,
         **pnp_overrides: Any,
     ) -> EditResult:
         """Translate ``image`` by each prompt; returns one PIL image per prompt.
@@ -533,7 +542,8 @@ class PnPEditor:
         injection then stops at it (``mask_injection``), and ``config.weaken`` applies.
         ``callback`` (``StepCallback``) runs after every sampling step: it may change the
         latents or raise ``EditStopped``, which ends the edit (nothing of it is kept) and
-        reaches the caller.
+        reaches the caller. ``inversion_callback`` runs after every inversion step (when the
+        image is inverted here): it may observe or raise ``EditStopped`` (nothing is kept).
         ``pnp.background_intent`` "auto" is resolved here from the prompts (``intent_for``) and
         the result records the value that ran ("follow" or "keep").
         """
@@ -558,7 +568,7 @@ class PnPEditor:
             self._check_given(image, asked, mask)
             inversion = image
         else:
-            inversion = self._invert(image, asked, mask)
+            inversion = self._invert(image, asked, mask, inversion_callback)
         reused = given or inversion.reused
         # 3. plan: the config that runs (and is recorded), its timesteps and injection sites
         plan = self.plan(asked, inversion)

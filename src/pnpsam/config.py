@@ -93,12 +93,17 @@ LIMITS: dict[str, tuple[int | float, int | float]] = {
 }
 
 
-def check_limit(name: str, value: float) -> None:
+def check_limit(name: str, value: float, cap: float | None = None, why: str = "") -> None:
     """Raise :class:`ConfigError` unless ``value`` lies in ``LIMITS[name]`` (the message names
-    the setting and its range)."""
+    the setting and its range). ``cap``: a lower top a front end sets (e.g. a server without a
+    GPU), said with ``why`` in the message."""
     low, high = LIMITS[name]
+    if cap is not None and cap < high:
+        high = cap
+    else:
+        why = ""
     if not low <= value <= high:
-        raise ConfigError(f"{name} must be in [{low}, {high}]; got {short_repr(value)}")
+        raise ConfigError(f"{name} must be in [{low}, {high}]{why}; got {short_repr(value)}")
 
 
 def check_limits(section: Any, where: str) -> None:

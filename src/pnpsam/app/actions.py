@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
+import io
 import time
 import warnings
 import zipfile
@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image
 
 from pnpsam.api import EditResult, PnPEditor
-from pnpsam.config import ConfigError, EditConfig
+from pnpsam.config import LIMITS, ConfigError, EditConfig, check_limit
+from pnpsam.core.callbacks import StepCallback
 from pnpsam.imageio import save_json, save_png
 from pnpsam.masks import (
     DoubtfulMaskWarning,
@@ -59,7 +60,46 @@ MASK_TOOLS: tuple[Option, ...] = tuple(
     o for o in OPTIONS if o.section == "mask" and o.field not in _SOURCES
 )
 NO_SUBJECT = "No subject: the edit is plain PnP. Click on the subject to select it."
-MAX_PROMPTS = 8  # prompts per run: each one is a row of every UNet batch
+
+
+@dataclass(frozen=True)
+class Caps:
+    """A server's own tops, below ``config.LIMITS`` (None: the limit there): the photo side
+    (``preprocess.size``), sampling and inversion steps, and prompts per run. An operator
+    raises them with ``pnpsam app --max-size/--max-steps/--max-prompts``."""
+
+    size: int | None = None
+    steps: int | None = None
+    prompts: int | None = None
+
+    @classmethod
+    def for_device(cls, device: str, native_size: int) -> Caps:
+        """Defaults: none on an accelerator; without one (``device`` "cpu"), tops that keep one
+        edit within ~30 s on 2 cores: twice the model's own side (the toy at 128 px: ~8 s per
+        prompt, 50 steps), 50 steps, 4 prompts."""
+        if device != "cpu":
+            return cls()
+        return cls(size=2 * native_size, steps=50, prompts=4)
+
+    def check(self, cfg: EditConfig) -> None:
+        """Refuse ``cfg`` above a cap (the message names the allowed range and the flag)."""
+        if cfg.preprocess.size is not None:  # None: the model's own side (checked at start)
+            check_limit("preprocess.size", cfg.preprocess.size, self.size, _raise("--max-size"))
+        check_limit("pnp.steps", cfg.pnp.steps, self.steps, _raise("--max-steps"))
+        if cfg.inversion.steps is not None:
+            check_limit("inversion.steps", cfg.inversion.steps, self.steps, _raise("--max-steps"))
+
+    def summary(self) -> str:
+        """The caps as the page states them."""
+        size = self.size or LIMITS["preprocess.size"][1]
+        steps = self.steps or LIMITS["pnp.steps"][1]
+        prompts = self.prompts or LIMITS["prompts"][1]
+        return f"up to {size} px, {steps} steps, {prompts} prompts per run"
+
+
+def _raise(flag: str) -> str:
+    return f" on this server (its operator raises it with `pnpsam app {flag}`)"
+
 
 # "auto": the subject-aware default (the bench method "subject") with a subject, plain PnP
 # without. The others are the benchmark's methods (one definition of what each sets); sdedit
@@ -154,14 +194,48 @@ def uses_subject(method: str, session: Session) -> bool:
     return needs
 
 
-def parse_prompts(text: str) -> list[str]:
-    """Target prompts, one per non-empty line."""
+def parse_prompts(text: str, cap: int | None = None) -> list[str]:
+    """Target prompts, one per non-empty line: at most ``LIMITS["prompts"]`` (or ``cap``)."""
     prompts = [line.strip() for line in (text or "").splitlines() if line.strip()]
     if not prompts:
         raise ConfigError("type at least one target prompt (one per line)")
-    if len(prompts) > MAX_PROMPTS:
-        raise ConfigError(f"{len(prompts)} prompts; at most {MAX_PROMPTS} per run")
+    check_limit("prompts", len(prompts), cap, _raise("--max-prompts"))
     return prompts
+
+
+def dropped_words(tokenizer: Any, prompt: str) -> list[str]:
+    """The words at the end of ``prompt`` that the text encoder never reads: the tokenizer
+    (``transformers`` CLIP) keeps ``model_max_length`` tokens, start and end included."""
+    room = int(tokenizer.model_max_length) - 2
+    words = prompt.split()
+
+    def fits(count: int) -> bool:
+        ids = tokenizer(" ".join(words[:count]), add_special_tokens=False).input_ids
+        return len(ids) <= room
+
+    if fits(len(words)):
+        return []
+    low, high = 0, len(words)  # fits(low), not fits(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return words[low:]
+
+
+def prompt_notes(tokenizer: Any, prompts: Sequence[str]) -> str:
+    """What the page says about long prompts: how many words each loses, and which."""
+    notes = []
+    for number, prompt in enumerate(prompts, 1):
+        lost = dropped_words(tokenizer, prompt)
+        if lost:
+            shown = " ".join(lost)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            notes.append(
+                f"prompt {number} is longer than the text encoder reads "
+                f"({tokenizer.model_max_length} tokens): {len(lost)} word(s) dropped "
+                f'("{shown}")'
+            )
+    return "; ".join(notes)
 
 
 @dataclass(frozen=True)
@@ -249,49 +323,64 @@ def run_edit(
     prompts: Sequence[str],
     cfg: EditConfig,
     out: Path,
+    name: str | None = None,
+    callback: StepCallback | None = None,
+    inversion_callback: StepCallback | None = None,
 ) -> EditOutcome:
     """Translate the session's photo by each prompt with ``cfg`` (whose ``mask`` names the
-    subject, or nothing) and write the CLI's files into ``out``, plus a zip of them and the
-    photo whose ``record.json`` reproduces the run: ``pnpsam edit --config NAME.json``."""
+    subject, or nothing) and write the CLI's files into ``out``, plus a zip ``{name}.zip``
+    (default ``{photo stem}_pnpsam.zip``) of them and the photo whose ``record.json``
+    reproduces the run: ``pnpsam edit --config NAME.json``. The photo goes into the zip only
+    (no second copy on disk). ``callback``/``inversion_callback``: step callbacks of the
+    sampling and the inversion (``PnPEditor.edit``); ``EditStopped`` from them ends the run
+    before any file is written."""
     image = session.require_photo()
     photo = Path(session.photo or "photo.png")
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = editor.edit(image, list(prompts), cfg)
+        result = editor.edit(
+            image, list(prompts), cfg, callback=callback, inversion_callback=inversion_callback
+        )
     seconds = time.perf_counter() - started
     paths = OutputPaths.of(out, photo.name, prompts)
     subject = None if result.subject is None else result.subject.mask
     encoded = edit_files(paths, dict(enumerate(result.images)), result.source, subject)
-    for name, data in encoded.items():
-        write_bytes(out / name, data)
+    for file_name, data in encoded.items():
+        write_bytes(out / file_name, data)
     gallery = [(str(p), prompt) for p, prompt in zip(paths.pngs, prompts, strict=True)]
     source = out / f"source_{photo.stem}.png"
     save_png(result.source, source)
     front = [(str(source), "source (model input)")]
-    files = [out / name for name in encoded]
+    files = {name_: out / name_ for name_ in encoded}
     if result.subject is not None:
         front.append((str(paths.overlay), f"mask used ({result.subject.method})"))
     # The record names files inside the zip, so it reproduces the run where it is unpacked.
-    photo_copy = out / f"{photo.stem}{photo.suffix or '.png'}"
-    if session.photo is not None:
-        shutil.copyfile(session.photo, photo_copy)
+    photo_name = f"{photo.stem}{photo.suffix or '.png'}"
+    record = result.record(photo_name, [p.name for p in paths.pngs])
+    record["image"] = photo_name
+    extra: dict[str, Path | bytes] = {}
+    if session.photo is not None and Path(session.photo).is_file():
+        extra[photo_name] = Path(session.photo)
     else:
-        save_png(Image.fromarray(image), photo_copy)
-    files.append(photo_copy)
-    record = result.record(photo_copy, [p.name for p in paths.pngs])
-    record["image"] = photo_copy.name
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        extra[photo_name] = buffer.getvalue()
     if cfg.mask.mask_file:
-        mask_copy = out / f"subject_mask{Path(cfg.mask.mask_file).suffix}"
-        shutil.copyfile(cfg.mask.mask_file, mask_copy)
-        record["config"]["mask"]["mask_file"] = mask_copy.name
-        files.append(mask_copy)
+        mask_name = f"subject_mask{Path(cfg.mask.mask_file).suffix}"
+        extra[mask_name] = Path(cfg.mask.mask_file)
+        record["config"]["mask"]["mask_file"] = mask_name
     save_json(record, paths.record)
-    files.append(paths.record)
-    archive = out / f"{photo.stem}_pnpsam.zip"
+    files[paths.record.name] = paths.record
+    archive = out / f"{name or photo.stem + '_pnpsam'}.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for file in files:
-            bundle.write(file, file.name)
+        for arcname, file in files.items():
+            bundle.write(file, arcname)
+        for arcname, content in extra.items():
+            if isinstance(content, Path):
+                bundle.write(content, arcname)
+            else:
+                bundle.writestr(arcname, content)
     return EditOutcome(result, front + gallery, archive, record, seconds, mask_notes(caught, cfg))
 
 

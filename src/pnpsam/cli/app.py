@@ -1,7 +1,10 @@
-"""``pnpsam app [--model ID|DIR|FILE|toy] [--host H] [--port N] [--share] [--cache DIR]``.
+"""``pnpsam app [--model ID|DIR|FILE|toy] [--host H] [--port N] [--share] [--cache DIR]
+[--max-size PX] [--max-steps N] [--max-prompts N] [--queued-runs N] [--keep-files-minutes M]``.
 
 Serves the web page (:mod:`pnpsam.app`): the model loads once; the page binds 127.0.0.1 unless
-``--host`` says otherwise, and is public only with ``--share`` (with a warning).
+``--host`` says otherwise, and is public only with ``--share`` (with a warning). Without a GPU
+the edit size, steps and prompts are capped (``Caps.for_device``); the ``--max-*`` flags raise
+the caps up to ``config.LIMITS``.
 """
 
 from __future__ import annotations
@@ -52,6 +55,30 @@ def add_app_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     parser.add_argument(
         "--max-pixels", type=int, default=40_000_000, help="largest photo, pixels (w x h)"
     )
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        help="largest edit side in pixels (default: twice the model's side without a GPU, "
+        "else config.LIMITS)",
+    )
+    parser.add_argument(
+        "--max-steps", type=int, help="most sampling/inversion steps (default: 50 without a GPU)"
+    )
+    parser.add_argument(
+        "--max-prompts", type=int, help="most prompts per run (default: 4 without a GPU)"
+    )
+    parser.add_argument(
+        "--queued-runs",
+        type=int,
+        default=2,
+        help="runs one browser session may have queued or running at once",
+    )
+    parser.add_argument(
+        "--keep-files-minutes",
+        type=float,
+        default=60.0,
+        help="delete run files and uploads after this many minutes (and when a session ends)",
+    )
     parser.set_defaults(run=run_app, preset=None, config=None)
     return parser
 
@@ -61,10 +88,21 @@ def run_app(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be in 1..65535; got {args.port}")
     if args.max_upload_mb <= 0 or args.max_pixels <= 0:
         raise ConfigError("--max-upload-mb and --max-pixels must be positive")
+    for flag, value in (
+        ("--max-size", args.max_size),
+        ("--max-steps", args.max_steps),
+        ("--max-prompts", args.max_prompts),
+        ("--queued-runs", args.queued_runs),
+    ):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1; got {value}")
+    if not 0 < args.keep_files_minutes < float("inf"):
+        raise ConfigError(f"--keep-files-minutes must be > 0; got {args.keep_files_minutes}")
     if not 0 <= args.feature_memory_mb < float("inf"):
         raise ConfigError(f"--feature-memory-mb must be >= 0; got {args.feature_memory_mb}")
     try:
         from pnpsam.app import AppSettings, build_app, serve
+        from pnpsam.app.actions import Caps
     except ImportError as error:
         raise ConfigError(
             f"the app needs gradio ({error}); install it with: pip install 'pnpsam[app]'"
@@ -74,7 +112,19 @@ def run_app(args: argparse.Namespace) -> int:
     cfg = resolve_config(args, MODEL_OPTIONS)[0].model
     feature_bytes = int(args.feature_memory_mb * 2**20)
     editor = PnPEditor.from_pretrained(cfg, cache_dir=args.cache, feature_bytes=feature_bytes)
-    settings = AppSettings(max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels)
+    default = Caps.for_device(editor.device.type, editor.pipeline.native_size)
+    caps = Caps(
+        size=args.max_size or default.size,
+        steps=args.max_steps or default.steps,
+        prompts=args.max_prompts or default.prompts,
+    )
+    settings = AppSettings(
+        max_upload_mb=args.max_upload_mb,
+        max_pixels=args.max_pixels,
+        caps=caps,
+        queued_runs=args.queued_runs,
+        keep_files_minutes=args.keep_files_minutes,
+    )
     demo = build_app(editor, settings=settings)
     if args.share:
         print(
