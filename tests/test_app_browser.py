@@ -66,13 +66,19 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[RenderedScene, Path
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def app_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's run folder: one folder per browser session."""
+    return tmp_path_factory.mktemp("app")
+
+
+@pytest.fixture(scope="module")
+def app_url(app_workdir: Path) -> Iterator[str]:
     # as `pnpsam app` loads it: source features kept for re-edits
     editor = PnPEditor.from_pretrained(
         ModelConfig(model="toy", device="cpu"), feature_bytes=INTERACTIVE_FEATURE_BYTES
     )
     editor.masks.load_kwargs["local_files_only"] = True  # no hub: SAM is "not available"
-    settings = AppSettings(workdir=tmp_path_factory.mktemp("app"), max_upload_mb=2)
+    settings = AppSettings(workdir=app_workdir, max_upload_mb=2)
     demo = build_app(editor, settings=settings)
     port = _free_port()
     serve(demo, "127.0.0.1", port, settings=settings, block=False)
@@ -363,6 +369,7 @@ def test_guidance_out_of_range_is_refused_without_a_traceback(
 def test_stop_a_long_run_while_another_tab_gets_its_mask_then_history_keeps_two_runs(
     browser: Any,
     app_url: str,
+    app_workdir: Path,
     scene: tuple[RenderedScene, Path],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -371,8 +378,10 @@ def test_stop_a_long_run_while_another_tab_gets_its_mask_then_history_keeps_two_
     meanwhile uploads and clicks: its mask comes while A runs. A's Stop ends the run and drops
     the queued one; a new run then works, and the history holds A's two finished runs (newest
     first), each with its own zip named by the photo, the time and the settings digest. Then
-    A starts another long run and closes: the run stops within a step."""
+    A starts another long run and closes: the run stops within a step and the session's files
+    (its runs' PNGs and zips) are deleted."""
     _, path = scene
+    earlier_sessions = set(app_workdir.iterdir())  # the module's other tests' sessions
     contexts = [browser.new_context(viewport={"width": 1400, "height": 1100}) for _ in "ab"]
     tab, other = (c.new_page() for c in contexts)
     try:
@@ -439,10 +448,16 @@ def test_stop_a_long_run_while_another_tab_gets_its_mask_then_history_keeps_two_
         caplog.clear()  # only what follows counts
         tab.click("#translate")
         _wait_text(tab, "#results", "/50")
+        # A's session folder: the new one holding its two finished runs' zips
+        zips = app_workdir.glob("*/toy_*/*.zip")
+        (session,) = {zip_file.parent.parent for zip_file in zips} - earlier_sessions
         contexts[0].close()
         deadline = time.perf_counter() + 30
         while not any("stopped by the user" in r.getMessage() for r in caplog.records):
             assert time.perf_counter() < deadline, "the closed tab's run did not stop"
+            time.sleep(0.2)
+        while session.exists():  # and its files are deleted with the session
+            assert time.perf_counter() < deadline, f"the closed tab's files stayed: {session}"
             time.sleep(0.2)
     finally:
         for context in contexts:
