@@ -375,7 +375,8 @@ def test_stop_a_long_run_while_another_tab_gets_its_mask_then_history_keeps_two_
 ) -> None:
     """Tab A translates once (10 steps), then starts a long run (128 px, 50 steps, 4 prompts:
     ~30 s here) and asks for two more: one is queued, the next refused (two per session). Tab B
-    meanwhile uploads and clicks: its mask comes while A runs. A's Stop ends the run and drops
+    meanwhile uploads and clicks: its mask comes while A runs; B's translate then shows its
+    place in the queue behind A's run, and B's Stop drops it. A's Stop ends the run and drops
     the queued one; a new run then works, and the history holds A's two finished runs (newest
     first), each with its own zip named by the photo, the time and the settings digest. Then
     A starts another long run and closes: the run stops within a step and the session's files
@@ -419,6 +420,16 @@ def test_stop_a_long_run_while_another_tab_gets_its_mask_then_history_keeps_two_
         assert "mask by" in other.inner_text("#mask-info")
         assert "/50" in tab.inner_text("#results")  # A's run still going meanwhile
         print(f"tab B's click answered in {latency:.2f} s while tab A translates")
+        # B's translate waits behind A's run, showing its place in the queue; B's Stop drops it
+        other.fill("#prompts textarea", "a blue circle on grass")
+        other.click("#translate")
+        queued = _wait_text(other, "#results", "queue")
+        assert re.search(r"queue: \d+/\d+", queued), queued
+        other.click("#stop")
+        other.wait_for_function(  # dropped from the queue, or marked to start stopped
+            "() => /Nothing running|Stop/.test(document.querySelector('#run-stats')?.innerText)",
+            timeout=SETTLE_S * 1000,
+        )
         tab.click("#stop")
         # "Stopping: ..." at once, or the run's own "Stopped (... after step N ...)" when it
         # ends before Gradio drops its reply
