@@ -25,7 +25,14 @@ from diffusers import (
 
 from pnpsam.config import ModelConfig, resolve_model_name, short_repr
 from pnpsam.errors import UserError
-from pnpsam.models.backbones import Backbone, Family, UnsupportedBackboneError, detect
+from pnpsam.models.backbones import (
+    Backbone,
+    Family,
+    UnsupportedBackboneError,
+    detect,
+    from_tensor_names,
+    header_names,
+)
 from pnpsam.models.hub import ModelUnavailableError, check_available, unavailable
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -56,18 +63,19 @@ MODEL_ADVICE = (
 SD_UNET_PREFIXES = ("model.diffusion_model.", "unet.", "down_blocks.", "conv_in.")
 
 
-def check_single_file(path: Path, config: str | None) -> None:
-    """Refuse a ``.safetensors`` that holds no Stable Diffusion UNet, by reading only its header
-    (diffusers would otherwise guess a model type and go to the hub for its configs)."""
-    from safetensors import safe_open
-
+def single_file_names(path: Path) -> list[str]:
+    """The tensor names in a ``.safetensors`` file's header; a clear error when unreadable."""
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            names = list(handle.keys())
+        return header_names(path)
     except Exception as error:  # safetensors raises its own error types for a bad header
         raise ModelLoadError(
             f"{str(path)!r} is not a readable .safetensors file: {error}"
         ) from None
+
+
+def check_single_file(path: Path, names: list[str], config: str | None) -> None:
+    """Refuse a ``.safetensors`` that holds no Stable Diffusion UNet, from its header's tensor
+    ``names`` (diffusers would otherwise guess a model type and go to the hub for its configs)."""
     if not any(name.startswith(SD_UNET_PREFIXES) for name in names):
         shown = ", ".join(names[:3]) or "no tensors"
         raise ModelLoadError(
@@ -166,9 +174,11 @@ def _load(cfg: ModelConfig, dtype: torch.dtype) -> DiffusionPipeline:
                 f"{str(path)!r} is not a checkpoint file (expected .safetensors, or .ckpt with "
                 "--allow-pickle) nor a diffusers folder"
             )
-        backbone = detect(str(path))  # an SD3/FLUX file is named here
-        if suffix in SAFE_SINGLE_FILE:
-            check_single_file(path, cfg.single_file_config)
+        backbone = None
+        if suffix in SAFE_SINGLE_FILE:  # its header is read once
+            names = single_file_names(path)
+            backbone = from_tensor_names(str(path), names)  # an SD3/FLUX file is named here
+            check_single_file(path, names, cfg.single_file_config)
         if backbone is None and cfg.single_file_config:  # the named configs say what it is
             backbone = detect(resolve_model_name(cfg.single_file_config))
         family = _family(backbone)
