@@ -134,7 +134,7 @@ def test_yaml_config_and_flags_override(tmp_path: Path) -> None:
     args = build_parser().parse_args(
         ["edit", "img.png", "--prompt", "p", "--config", str(config), "--steps", "10"]
     )
-    cfg, image, prompts = resolve_run(args)
+    cfg, image, prompts, _ = resolve_run(args)
     assert (cfg.pnp.guidance, cfg.pnp.steps, cfg.inversion.steps) == (5.0, 10, 20)
     assert (image, prompts) == ("img.png", ["p"])
 

@@ -11,10 +11,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pnpsam.config import PRESETS, ConfigError, EditConfig, fingerprint, prompt_list, short_repr
-from pnpsam.options import OPTIONS, HelpFormatter, add_options, read_config_file, resolve_config
+from pnpsam.options import OPTIONS, HelpFormatter, add_options, resolve_config
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -53,8 +53,11 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     return parser
 
 
-def resolve_run(args: argparse.Namespace) -> tuple[EditConfig, str, list[str]]:
-    """Merge defaults, preset, config file and flags; returns (config, image, prompts)."""
+def resolve_run(
+    args: argparse.Namespace,
+) -> tuple[EditConfig, str, list[str], dict[str, Any]]:
+    """Merge defaults, preset, config file and flags; returns (config, image, prompts, the
+    config file's mapping: {} without one)."""
     cfg, data = resolve_config(args, OPTIONS)
     image = args.image or data.get("image")
     prompts = args.prompt or data.get("prompts")
@@ -67,7 +70,7 @@ def resolve_run(args: argparse.Namespace) -> tuple[EditConfig, str, list[str]]:
     prompts = prompt_list(prompts)  # a config file's nested lists are refused by name
     if any(not p.strip() for p in prompts):
         raise ConfigError(f"empty target prompt in {prompts!r}")
-    return cfg, image, prompts
+    return cfg, image, prompts, data
 
 
 def run_edit(args: argparse.Namespace) -> int:
@@ -76,9 +79,8 @@ def run_edit(args: argparse.Namespace) -> int:
     from pnpsam.masks.select import check_mask_models
     from pnpsam.outputs import OutputFolder, OutputPaths, file_sha256
 
-    cfg, image, prompts = resolve_run(args)
-    if args.config:
-        _note_thread_change(args.config)
+    cfg, image, prompts, data = resolve_run(args)
+    _note_thread_change(data)
     out = Path(args.out)
     paths = OutputPaths.of(out, image, prompts)
     picture = load_image(image, cfg.preprocess.max_input_pixels)  # fail before loading a model
@@ -126,14 +128,13 @@ def run_edit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _note_thread_change(config_file: str) -> None:
-    """Say so when a record is replayed at another torch thread count (pixels may differ in
-    the last bits on a CPU)."""
+def _note_thread_change(record: dict[str, Any]) -> None:
+    """Say so when ``record`` (the ``--config`` file's mapping) is replayed at another torch
+    thread count (pixels may differ in the last bits on a CPU)."""
     import torch
 
     from pnpsam.threads import replay_thread_note
 
-    record = read_config_file(config_file)
     if not str(record.get("device", "")).startswith("cpu"):
         return  # a GPU's kernels do not depend on torch's CPU thread count
     note = replay_thread_note(record.get("torch_threads"), torch.get_num_threads())
