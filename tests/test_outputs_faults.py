@@ -72,6 +72,22 @@ def driver_env(pause_file: Path | None = None) -> dict[str, str]:
     return env
 
 
+def paused_driver(argv: list[str], rename: int, flag: Path) -> subprocess.Popen[str]:
+    """Start the fault driver on ``argv`` paused before its ``rename``-th rename and wait until
+    it pauses (``flag`` exists), it exits, or 300 s pass; the caller asserts on ``flag``."""
+    run = subprocess.Popen(
+        [sys.executable, str(DRIVER), f"pause:{rename}", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=driver_env(flag),
+    )
+    deadline = time.monotonic() + 300
+    while not flag.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return run
+
+
 def killed(runs: list[tuple[list[str], str]]) -> None:
     """Run each (argv, moment) in its own process at once; each must die by SIGKILL."""
     env = driver_env()
@@ -207,18 +223,8 @@ def test_edit_whose_disk_fills_during_the_run_fails_in_one_line_and_resumes(
     command finishes the set keeping what was finished."""
     argv = with_out(edit_argv, small_disk / "out")
     flag = tmp_path / "paused"
-    env = driver_env(flag)
     # paused before its 3rd rename (the overlay): journal and mask are on the disk
-    run = subprocess.Popen(
-        [sys.executable, str(DRIVER), "pause:3", *argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    deadline = time.monotonic() + 300
-    while not flag.exists() and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    run = paused_driver(argv, 3, flag)
     assert flag.exists(), "the edit never reached its third file"
     filler = small_disk / "filler.bin"
     with open(filler, "wb") as fill:  # another program takes every free byte
@@ -307,17 +313,8 @@ def test_bench_second_writer_refused_then_holder_killed_and_resumed(
     bench_argv, tmp_path: Path, capsys
 ) -> None:
     out, flag = tmp_path / "bench", tmp_path / "paused"
-    env = driver_env(flag)
     # renames of a fresh bench: p0's source, p0's edit (then its row), p1's source, ...
-    holder = subprocess.Popen(
-        [sys.executable, str(DRIVER), "pause:3", *bench_argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    deadline = time.monotonic() + 300
-    while not flag.exists() and holder.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    holder = paused_driver(bench_argv, 3, flag)
     assert flag.exists(), holder.stderr.read()[-2000:] if holder.stderr else ""
     started = time.perf_counter()
     assert main(bench_argv) == 2  # a second writer while the first holds the folder
