@@ -10,6 +10,7 @@ from pnpsam.masks import (
     background_gain,
     luminance,
     measure_darkness,
+    paste_background,
     restore_brightness,
     weaken_background,
 )
@@ -133,3 +134,31 @@ def test_luminance_restore_needs_source_and_background(
         restore_brightness(image, mask, "luminance")
     with pytest.raises(ValueError, match="background is empty"):
         restore_brightness(image, np.ones_like(mask), "luminance", source=image)
+
+
+def test_paste_background_keeps_the_photo_outside_and_the_output_inside(
+    scene: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Background intent "keep" by pixels: outside the subject grown by the edge and its
+    feather, the photo's own pixels; on the subject (eroded by the same), the output's; the
+    ramp between lies on the background side of the subject's edge."""
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    photo, mask = scene
+    output = np.zeros_like(photo)
+    output[...] = [0.1, 0.8, 0.3]  # the edit: a green everything
+    pasted = paste_background(output, photo, mask, edge_px=2)
+    subject = mask > 0.5
+    # grown 2 px, then OpenCV's float blur kernel for sigma 1.4 px reaches 6 px (square)
+    far = ~binary_dilation(subject, np.ones((3, 3), bool), iterations=2 + 6)
+    assert np.allclose(pasted[far], photo[far], atol=1e-6)
+    share = (pasted - photo)[..., 1] / (output - photo)[..., 1]  # the output's share
+    assert share[subject].min() >= 0.85  # grown: the subject's edge is about 90% the output's
+    inner = binary_erosion(subject, np.ones((3, 3), bool), iterations=6 - 2)  # the kernel
+    assert np.allclose(pasted[inner], output[inner], atol=1e-4)
+    # the default edge is 1/64 of the shorter side: 1 px here
+    ring = binary_dilation(subject, iterations=1) & ~subject
+    default = paste_background(output, photo, mask)
+    assert np.abs(default[ring] - output[ring]).mean() < np.abs(photo[ring] - output[ring]).mean()
+    with pytest.raises(ValueError, match="source"):
+        paste_background(output, photo[:10], mask)

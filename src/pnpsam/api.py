@@ -63,7 +63,7 @@ from pnpsam.imageio import (
     to_float_array,
 )
 from pnpsam.masks import MaskMaker, SubjectMask, WeakenConfig, finish_mask
-from pnpsam.masks.weaken import restore_brightness, weaken_background
+from pnpsam.masks.weaken import paste_background, restore_brightness, weaken_background
 from pnpsam.models.loading import load_stable_diffusion
 from pnpsam.models.memory import HalveOnOutOfMemory, OutOfMemoryError
 from pnpsam.store import FeaturesKey, InversionCache, InversionKey, InversionStore
@@ -676,7 +676,8 @@ class PnPEditor:
     def _decode(
         self, latents: torch.Tensor, inversion: Inversion, cfg: EditConfig
     ) -> list[Image.Image]:
-        """One image per latent; the brightness restored where ``cfg.weaken.restore`` says."""
+        """One image per latent; the brightness restored where ``cfg.weaken.restore`` says, the
+        source's background pasted back for background intent "keep" by pixels."""
         pixels = self.pipeline.decode(latents).permute(0, 2, 3, 1).numpy()
         subject = inversion.usable_subject
         if subject is not None and cfg.weaken.restore != "none":
@@ -692,6 +693,10 @@ class PnPEditor:
                     for x in pixels
                 ]
             )
+        pasted = cfg.pnp.background_intent == "keep" and cfg.pnp.keep_blend == "pixels"
+        if subject is not None and pasted:  # last: the photo's own background, untouched
+            source = to_float_array(inversion.image)
+            pixels = np.stack([paste_background(x, source, subject.mask) for x in pixels])
         return [from_float_array(x) for x in pixels]
 
     def _source_features(

@@ -59,6 +59,8 @@ SUBJECT_MASK_CELLS: MaskCells = "cover"
 SUBJECT_BACKGROUND_WEIGHT = 0.2
 # With a subject: what the target prompts ask of the background (see PnPConfig.background_intent).
 BackgroundIntent = Literal["auto", "follow", "keep"]
+# How background intent "keep" keeps the background (see PnPConfig.keep_blend).
+KeepBlend = Literal["pixels", "latents"]
 # Words that open the background phrase of a prompt ("a red circle on grass", "a horse in a
 # field"); ``background_phrase`` reads the phrase after the last of them.
 BACKGROUND_PREPOSITIONS = frozenset(
@@ -434,6 +436,15 @@ class PnPConfig:
     # prompt keeps the source prompt's background phrase (``keeps_background``), else
     # "follow". An edit records the value it resolved to.
     background_intent: BackgroundIntent = "auto"
+    # How "keep" keeps it. "pixels" = the edit runs as plain PnP (the subject-aware fields
+    # resolve to injection everywhere: its background is replaced anyway) and the decoded
+    # output takes the source photo's pixels outside the subject mask, grown and feathered by
+    # 1/64 of the image side (``paste_background``); "latents" = after every sampling step the
+    # background latents are the source's inversion latents at that step (blended latent
+    # diffusion), the subject PnP-injected with the subject-aware fields. On the toy's
+    # colour-only development pairs "latents" lost 0.12 colour to plain PnP (edge cells keep
+    # part of the old colour) and "pixels" none (README, background intent).
+    keep_blend: KeepBlend = "pixels"
     # Words describing the source image ("a red circle on grass"), read only by
     # ``background_intent`` auto; the inversion is conditioned on ``inversion.prompt``.
     source_prompt: str = ""
@@ -456,6 +467,7 @@ class PnPConfig:
         _check_choice("background_injection", self.background_injection, BackgroundInjection)
         _check_choice("mask_cells", self.mask_cells, MaskCells)
         _check_choice("background_intent", self.background_intent, BackgroundIntent)
+        _check_choice("keep_blend", self.keep_blend, KeepBlend)
         if self.background_weight is not None:
             _check_fraction("background_weight", self.background_weight)
         _check_choice("source", self.source, SourceStream)
@@ -544,7 +556,9 @@ class SubjectPolicy:
             cells = SUBJECT_MASK_CELLS if self.subject_aware else "area"
         weight = pnp.background_weight
         if weight is None:
-            weight = SUBJECT_BACKGROUND_WEIGHT if self.subject_aware else 0.0
+            pasted = self.keeps_background and pnp.keep_blend == "pixels"
+            # the source's background is pasted over the output's: plain PnP everywhere
+            weight = 1.0 if pasted else SUBJECT_BACKGROUND_WEIGHT if self.subject_aware else 0.0
         return dataclasses.replace(pnp, mask_cells=cells, background_weight=weight)
 
 

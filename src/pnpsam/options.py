@@ -303,9 +303,16 @@ OPTIONS = (
         "pnp",
         "background_intent",
         "with a subject: follow = the background follows the prompt; keep = it stays the "
-        "photo's (its inversion latents at every step, the subject PnP-edited); auto = keep "
-        "when --source-prompt is given and every prompt keeps its background words "
-        "('... on grass' -> '... on grass'), else follow",
+        "photo's (see --keep-blend); auto = keep when --source-prompt is given and every "
+        "prompt keeps its background words ('... on grass' -> '... on grass'), else follow",
+    ),
+    Option(
+        "--keep-blend",
+        "pnp",
+        "keep_blend",
+        "how --background-intent keep keeps it: pixels = plain PnP, then the photo's pixels "
+        "pasted back outside the subject (edge grown and feathered); latents = the photo's "
+        "inversion latents outside the subject at every step (blended latent diffusion)",
     ),
     Option(
         "--source-prompt",

@@ -357,7 +357,8 @@ class PnPPipeline:
         chunk = cfg.prompt_batch_size or len(prompts)
         if renoise_at is not None and 0 < renoise_at < cfg.steps and mask is not None:
             hooks.callbacks.append(self._renoise_hook(renoise_at, mask, cfg))
-        if mask is not None and cfg.background_intent == "keep":  # first: others see the blend
+        keeps_latents = cfg.background_intent == "keep" and cfg.keep_blend == "latents"
+        if mask is not None and keeps_latents:  # first: others see the blend
             hooks.callbacks.insert(0, KeepBackground(mask))
         # 4. sample, chunk by chunk, with the injection installed once
         with (

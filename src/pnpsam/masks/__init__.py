@@ -70,6 +70,7 @@ if TYPE_CHECKING:
         background_gain,
         luminance,
         measure_darkness,
+        paste_background,
         restore_brightness,
         weaken_background,
     )
@@ -125,6 +126,7 @@ __getattr__ = lazy_exports(
             "background_gain",
             "luminance",
             "measure_darkness",
+            "paste_background",
             "restore_brightness",
             "weaken_background",
         ),
@@ -171,6 +173,7 @@ __all__ = [
     "make_subject_mask",
     "measure_darkness",
     "overlay_mask",
+    "paste_background",
     "probability_to_mask",
     "prompts_from_mask",
     "resize_mask",
