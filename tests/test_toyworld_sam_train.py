@@ -84,3 +84,45 @@ def test_saved_folder_loads_as_a_sam_in_fp16(tmp_path: Path) -> None:
     direct = SamPointSegmenter(model.half().float(), build_toy_sam_processor(TINY))
     direct.set_image(image)
     assert np.allclose(loaded, direct.predict([(30, 30)], [1]).iou_scores, atol=1e-3)
+
+
+def test_a_fresh_model_sees_the_image_and_where_a_click_is() -> None:
+    """Two initialisations transformers makes for loading SAM's weights, not for training, are
+    replaced: the image encoder's weights start at std 0.02 (transformers' 1e-10 left its
+    attention and MLP layers doing nothing at the start) and the positional features have
+    SAM's std 1, fixed (transformers' std hidden/2 turned a 1 px move into a new random code,
+    so a click matched no grid cell)."""
+    torch.manual_seed(0)
+    model = build_toy_sam(TINY).eval()
+    for name, weight in model.vision_encoder.named_parameters():
+        if weight.dim() > 1 and name != "pos_embed":  # SAM starts its position table at 0
+            assert 0.01 < float(weight.detach().std()) < 0.03, name
+    features = model.shared_image_embedding.positional_embedding
+    assert not features.requires_grad and 0.5 < float(features.std()) < 1.5
+
+    def code(xy: tuple[float, float]) -> torch.Tensor:
+        """The positional code of a point given in [0, 1] image coordinates."""
+        return model.shared_image_embedding(torch.tensor([[[xy]]]))[0, 0, 0]
+
+    def similarity(a: tuple[float, float], b: tuple[float, float]) -> float:
+        return float(torch.cosine_similarity(code(a), code(b), dim=0))
+
+    cell = 1 / TINY.grid
+    for gx, gy in ((3, 4), (8, 8), (12, 2)):
+        centre = ((gx + 0.5) * cell, (gy + 0.5) * cell)
+        click = (centre[0] + 1 / 64, centre[1] - 1 / 64)  # one pixel off the cell's centre
+        far = (centre[0] + 4 * cell, centre[1])
+        assert similarity(click, centre) > 0.9
+        assert similarity(click, centre) > similarity(click, far) + 0.3
+
+
+def test_more_segments_per_image_are_distinct_and_half_the_others_are_the_background() -> None:
+    processor = build_toy_sam_processor(TINY)
+    batch = make_batch(11, 6, processor, segments_per_image=3)
+    assert batch.targets.shape == (6, 3, 64, 64) and batch.one_click.shape == (6, 3, 1, 2)
+    for image in batch.targets:
+        flat = {bytes(np.packbits(t.numpy())) for t in image}
+        assert len(flat) == 3  # subject and two other segments, no repeats
+    firsts = [make_batch(s, 8, processor).targets[:, 1] for s in range(6)]
+    background = [float(t.float().mean()) > 0.4 for batch_ in firsts for t in batch_]
+    assert 0.3 < np.mean(background) < 0.7  # the background about as often as a stone

@@ -109,6 +109,11 @@ class ToySamConfig:
     channels: int = 64  # the neck's output = prompt embeddings = the decoder's width
     decoder_heads: int = 4
     rel_pos: bool = False  # SAM's decomposed relative positions in the encoder's attention
+    # Std of the random Fourier features that encode click and grid positions. SAM's own is 1.0
+    # (segment-anything's PositionEmbeddingRandom, a fixed buffer); transformers initialises its
+    # trainable copy with std hidden_size // 2 (32 here: about one cycle per pixel, so a click
+    # matched no grid cell and the model learnt to ignore clicks). 0 keeps transformers' init.
+    position_scale: float = 1.0
 
     @property
     def grid(self) -> int:
@@ -130,6 +135,9 @@ def build_toy_sam(cfg: ToySamConfig) -> SamModel:
         mlp_dim=4 * cfg.vision_hidden,
         num_pos_feats=cfg.channels // 2,
         use_rel_pos=cfg.rel_pos,
+        # transformers' default (1e-10) starts the encoder's layers at ~0: meant for loading SAM's
+        # weights, not for training; 0.02 is the ViT init (and the decoder's here).
+        initializer_range=0.02,
     )
     prompt = SamPromptEncoderConfig(
         hidden_size=cfg.channels,
@@ -144,9 +152,15 @@ def build_toy_sam(cfg: ToySamConfig) -> SamModel:
         num_attention_heads=cfg.decoder_heads,
         iou_head_hidden_dim=cfg.channels,
     )
-    return SamModel(
+    model = SamModel(
         SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
     )
+    if cfg.position_scale > 0:
+        features = model.shared_image_embedding.positional_embedding
+        with torch.no_grad():
+            features.normal_(0.0, cfg.position_scale)
+        features.requires_grad_(False)  # fixed, as in SAM
+    return model
 
 
 def build_toy_sam_processor(cfg: ToySamConfig) -> SamProcessor:
@@ -216,8 +230,11 @@ def make_batch(
     processor: SamProcessor,
     seed: int = 0,
     box_noise_px: float = 2.0,
+    segments_per_image: int = 2,
 ) -> Batch:
-    """Step ``step``'s batch, the same every time (its own RNG, its own render seeds)."""
+    """Step ``step``'s batch, the same every time (its own RNG, its own render seeds). Each
+    image asks for its subject and ``segments_per_image - 1`` other segments, drawn without
+    repeats from the background and the clutter items while there are enough."""
     rng = np.random.default_rng([seed, step])
     clicks_per_prompt = int(rng.integers(2, 5))
     images, targets, box_targets = [], [], []
@@ -225,13 +242,11 @@ def make_batch(
     for i in range(batch):
         scene = render_scene(training_spec(rng), TRAIN_SEED_BASE + step * batch + i)
         subject, background, *items = segments(scene.subject_mask, scene.clutter_mask)
-        other = items[rng.integers(len(items))] if items and rng.random() < 0.5 else background
-        if not background.any():
-            other = subject
-        chosen = (subject, other)
+        chosen = [subject, *_others(rng, background, items, segments_per_image - 1, subject)]
         images.append(scene.image)
         targets.append(np.stack(chosen))
-        boxed = (subject, subject if other is background else other)
+        # The background has no box: those rows ask for the subject again.
+        boxed = [subject if t is background else t for t in chosen]
         box_targets.append(np.stack(boxed))
         for target in chosen:
             one.append(_pick(rng, target, 1))
@@ -251,7 +266,7 @@ def make_batch(
             noisy = np.clip(box + noise, 0.0, float(IMAGE_SIZE))
             boxes.append(box if noisy[2] <= noisy[0] or noisy[3] <= noisy[1] else noisy)
     pixels = processor(images=images, return_tensors="pt")["pixel_values"]
-    per = (batch, 2)
+    per = (batch, segments_per_image)
     return Batch(
         pixels=pixels,
         targets=torch.as_tensor(np.stack(targets)),
@@ -261,6 +276,26 @@ def make_batch(
         boxes=torch.as_tensor(np.stack(boxes), dtype=torch.float32).reshape(*per, 4),
         box_targets=torch.as_tensor(np.stack(box_targets)),
     )
+
+
+def _others(
+    rng: np.random.Generator,
+    background: np.ndarray,
+    items: list[np.ndarray],
+    count: int,
+    subject: np.ndarray,
+) -> list[np.ndarray]:
+    """``count`` segments other than the subject, without repeats while there are enough: the
+    first is the background or a clutter item with even odds (so clicks on the background are
+    learnt as often as clicks on stones), the rest clutter items in random order."""
+    order = [items[k] for k in rng.permutation(len(items))]
+    if background.any():
+        order.insert(0 if rng.random() < 0.5 or not items else len(order), background)
+    if not order:
+        return [subject] * count
+    while len(order) < count:
+        order += order
+    return order[:count]
 
 
 def mask_losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -289,7 +324,10 @@ def prompt_loss(
     model: SamModel, embeddings: torch.Tensor, target: torch.Tensor, **prompt: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, IoU of the best candidate per prompt) of one prompt kind on cached embeddings:
-    the best candidate's mask loss plus the IoU head's MSE on every candidate."""
+    the best candidate's mask loss plus the IoU head's MSE on every candidate. Every prompt
+    kind trains SAM's three candidates, as the app and CLI always ask for them and take the
+    one the IoU head rates best (a run that trained the single-mask output for several clicks,
+    as SAM's paper does, left that output flat at -0.8 logits for clicks after 400 steps)."""
     out = model(image_embeddings=embeddings, multimask_output=True, **prompt)
     logits = out.pred_masks  # B x P x 3 x h x w; h = w = the image side (4x the grid)
     if logits.shape[-2:] != target.shape[-2:]:
@@ -365,11 +403,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default="src/pnpsam/assets/toy_sam", help="model folder")
     parser.add_argument("--work-dir", default="toy_sam_work", help="training state (resume)")
     parser.add_argument("--steps", type=int, default=2400)
-    parser.add_argument("--batch", type=int, default=24, help="images per step (2 segments each)")
+    parser.add_argument("--batch", type=int, default=24, help="images per step")
+    parser.add_argument(
+        "--segments", type=int, default=2, help="segments asked for per image (subject + others)"
+    )
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--position-scale",
+        type=float,
+        default=ToySamConfig.position_scale,
+        help="std of the positional Fourier features (0: transformers' init)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
     parser.add_argument("--save-every", type=int, default=100)
@@ -386,10 +433,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    cfg = ToySamConfig()
+    cfg = ToySamConfig(position_scale=args.position_scale)
     model = build_toy_sam(cfg).to(device).train()
     processor = build_toy_sam_processor(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+    )
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     state_file = work / "state.pt"
@@ -416,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     while step < args.steps and not args.export_only:
         for group in opt.param_groups:
             group["lr"] = _lr(step, args.steps, args.warmup, args.lr)
-        data = make_batch(step, args.batch, processor, args.seed)
+        data = make_batch(step, args.batch, processor, args.seed, segments_per_image=args.segments)
         result = train_step(model, data, device)
         opt.zero_grad(set_to_none=True)
         result["loss"].backward()
