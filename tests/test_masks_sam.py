@@ -111,6 +111,23 @@ def test_prediction_selects_best_or_chosen_candidate() -> None:
         prediction.select(3)
 
 
+def test_the_chosen_candidate_holds_the_clicks() -> None:
+    """The best-rated candidate that contains every positive click; the best overall when
+    none does (a mask without the user's click answers another object)."""
+    masks = np.zeros((3, 8, 8), bool)
+    masks[0, :4] = True  # top half: holds (2, 1)
+    masks[1, 4:] = True  # bottom half: rated best, holds (2, 6)
+    masks[2] = True  # everything
+    prediction = SamPrediction(masks=masks, iou_scores=np.array([0.5, 0.9, 0.3], np.float32))
+    assert prediction.best_index_for([(2, 1)]) == 0
+    assert prediction.best_index_for([(2, 6)]) == 1
+    assert prediction.best_index_for([(2, 1), (2, 6)]) == 2  # only the whole holds both
+    assert prediction.best_index_for([(7.9, 7.9)]) == 1  # a click on the last pixel
+    assert prediction.best_index_for([]) == 1
+    masks[2] = False
+    assert prediction.best_index_for([(2, 1), (2, 6)]) == 1  # none holds both: the best
+
+
 def test_a_model_that_is_not_sam_is_refused(tmp_path: Path) -> None:
     folder = save_tiny_clipseg(tmp_path / "clipseg")
     with pytest.raises(

@@ -146,14 +146,26 @@ def subject_fraction(mask: np.ndarray) -> float:
 
 
 def doubtful_selection(
-    mask: np.ndarray, fraction_range: tuple[float, float] = SUBJECT_FRACTION_RANGE
+    mask: np.ndarray,
+    fraction_range: tuple[float, float] = SUBJECT_FRACTION_RANGE,
+    clicks: Sequence[Point] = (),
 ) -> str | None:
     """Why a selected subject mask is probably not a subject, or None when it looks like one.
 
-    Doubtful: a subject fraction (``mask > 0.5``) below or above ``fraction_range``, or a mask
-    that touches all four image edges (what a click on the background selects).
+    Doubtful: a mask that leaves out one of the positive ``clicks`` (``(x, y)`` pixels: the
+    selection is another object than the one clicked), a subject fraction (``mask > 0.5``)
+    below or above ``fraction_range``, or a mask that touches all four image edges (what a
+    click on the background selects).
     """
     selected = as_mask(mask) > 0.5
+    height, width = selected.shape
+    for x, y in clicks:
+        if not selected[min(int(y), height - 1), min(int(x), width - 1)]:
+            return (
+                f"the selection does not contain your click at ({x:g}, {y:g}): the mask is "
+                "another object than the one clicked; click again nearer its middle, or add "
+                "a box"
+            )
     fraction = float(selected.mean())
     low, high = fraction_range
     if fraction < low:

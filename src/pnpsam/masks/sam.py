@@ -59,6 +59,18 @@ class SamPrediction:
         """Index of the candidate with the highest predicted IoU."""
         return int(np.argmax(self.iou_scores))
 
+    def best_index_for(self, points: Sequence[Point] = ()) -> int:
+        """The candidate with the highest predicted IoU among those that contain every positive
+        click ``points`` (``(x, y)`` pixels); the best overall when none does (the caller's
+        doubt check then says so). A mask that leaves out the user's own click answers
+        another object than the one clicked, however confident the IoU head is."""
+        height, width = self.masks.shape[-2:]
+        cells = [(min(int(y), height - 1), min(int(x), width - 1)) for x, y in points]
+        holding = [i for i, m in enumerate(self.masks) if all(m[r, c] for r, c in cells)]
+        if not holding:
+            return self.best_index
+        return max(holding, key=lambda i: float(self.iou_scores[i]))
+
     def select(self, index: int | None = None) -> np.ndarray:
         """Candidate ``index`` (None = best predicted IoU) as ``HxW bool``."""
         chosen = self.best_index if index is None else index

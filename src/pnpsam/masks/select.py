@@ -182,7 +182,7 @@ class MaskMaker:
         raw.details["seconds"] = round(time.perf_counter() - started, 4)
         # The user's own file is taken as meant; an empty mask gets EmptyMaskWarning instead.
         if not cfg.mask_file and subject_fraction(raw.mask) >= cfg.min_coverage:
-            doubt = doubtful_selection(raw.mask)
+            doubt = doubtful_selection(raw.mask, clicks=cfg.points)
             if doubt:
                 raw.details["doubt"] = doubt
                 warnings.warn(doubt, DoubtfulMaskWarning, stacklevel=2)
@@ -225,7 +225,9 @@ class MaskMaker:
     ) -> SubjectMask:
         labels = [1] * len(points) + [0] * len(neg_points)
         prediction = segmenter.predict([*points, *neg_points], labels, box, multimask=True)
-        chosen = prediction.best_index if cfg.multimask_index is None else cfg.multimask_index
+        chosen = cfg.multimask_index
+        if chosen is None:
+            chosen = prediction.best_index_for(points)
         return SubjectMask(
             prediction.select(chosen).astype(np.float32),
             method,
