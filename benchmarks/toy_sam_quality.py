@@ -6,10 +6,12 @@
 ``masks``: mask IoU against the render's exact subject mask for four prompts per render (one
 click at the subject's most interior pixel, one click anywhere on it, three clicks = two on it
 and one "not this" on the nearest clutter, the tight box), each through the shipped toy SAM
-(``--sam-model toy``: the candidate with the best predicted IoU, as the app and CLI choose) and
+(``--sam-model toy``: the candidate with the best predicted IoU among those holding the
+clicks, as the app and CLI choose) and
 through the GrabCut fallback; mean [bootstrap 95% interval], the worst renders of each, and how
-often SAM is more than 0.05 below GrabCut on the same render. Then clicks on the background:
-how many selections are flagged as doubtful (``pnpsam.masks.doubtful_selection``).
+often SAM is more than 0.05 below GrabCut on the same render. Then a click on each render's
+largest stone (does the answer follow the click, or is it the salient subject?) and clicks on
+the background: how many selections are flagged as doubtful (``pnpsam.masks.doubtful_selection``).
 
 ``edits``: the subject-aware default (``bench`` method ``subject``) on held-out toy pairs with
 the subject mask from the ground truth, from one click through the toy SAM, and from the same
@@ -26,6 +28,7 @@ import time
 import warnings
 
 import numpy as np
+from scipy import ndimage
 
 from pnpsam.bench.report import bootstrap_ci
 from pnpsam.bench.toy import TOY_SETS
@@ -68,7 +71,7 @@ def sam_mask(maker: MaskMaker, image: np.ndarray, cfg: MaskConfig, model: str) -
     segmenter.set_image(image)
     labels = [1] * len(cfg.points) + [0] * len(cfg.neg_points)
     prediction = segmenter.predict([*cfg.points, *cfg.neg_points], labels, cfg.box)
-    return prediction.select().astype(np.float32)
+    return prediction.select(prediction.best_index_for(cfg.points)).astype(np.float32)
 
 
 def grabcut_mask(image: np.ndarray, cfg: MaskConfig) -> np.ndarray:
@@ -128,6 +131,24 @@ def masks(renders: int, model: str) -> None:
         f"\nTime per mask (median machine load, shared 2 cores): toy SAM "
         f"{1000 * seconds['toy SAM'] / calls:.1f} ms (image encoder included), GrabCut "
         f"{1000 * seconds['GrabCut'] / calls:.1f} ms"
+    )
+    stone_sam, stone_grab, stone_flagged = [], [], 0
+    for pair in pairs:  # a click on the largest stone: is the answer that stone?
+        labels, count = ndimage.label(pair.clutter, structure=np.ones((3, 3), bool))
+        if count == 0:
+            continue
+        sizes = ndimage.sum(pair.clutter, labels, range(1, count + 1))
+        stone = labels == 1 + int(np.argmax(sizes))
+        cfg = MaskConfig(points=[centre_click(stone)])
+        answer = sam_mask(maker, pair.image, cfg, model)
+        stone_sam.append(iou(answer, stone))
+        stone_flagged += doubtful_selection(answer, clicks=cfg.points) is not None
+        stone_grab.append(iou(grabcut_mask(pair.image, cfg), stone))
+    print(
+        f"A click on the largest stone (clutter item), IoU with that stone, {len(stone_sam)} "
+        f"renders: toy SAM {_interval(stone_sam)}, GrabCut {_interval(stone_grab)}; toy SAM "
+        f"selections flagged as doubtful (a mask without the click, under 1% or the "
+        f"background): {stone_flagged} / {len(stone_sam)}"
     )
     flagged, fractions = 0, []
     for pair in pairs:

@@ -15,6 +15,7 @@ from pnpsam.api import PnPEditor
 from pnpsam.cli import build_parser, main
 from pnpsam.config import TOY_MODEL_DIR, EditConfig, ModelConfig
 from pnpsam.core.injection import InjectionSiteError
+from pnpsam.masks.config import DEFAULT_SAM_MODEL
 from pnpsam.options import OPTIONS, resolve_config
 from pnpsam.toyworld.pairs import TOY_EDIT
 
@@ -73,6 +74,10 @@ def test_model_settings_sit_under_explicit_ones(tmp_path: Path) -> None:
     assert explicit.pnp.residual_blocks == (4,)  # the toy's, not the paper's (4,) by chance
     plain, _ = resolve_config(parser.parse_args(["edit", image, "--model", "a/b"]), OPTIONS)
     assert plain.pnp == EditConfig().pnp
+    # clicks: the toy model's own SAM by default (its pnpsam_defaults.json), any SAM on request
+    assert toy.mask.sam_model == "toy" and plain.mask.sam_model == DEFAULT_SAM_MODEL
+    named = ["edit", image, "--model", "toy", "--sam-model", "facebook/sam-vit-base"]
+    assert resolve_config(parser.parse_args(named), OPTIONS)[0].mask.sam_model == named[-1]
 
 
 def test_toy_model_edits_with_no_flags_and_shows_progress(
@@ -84,6 +89,11 @@ def test_toy_model_edits_with_no_flags_and_shows_progress(
     assert main([*args, "--model", "toy", *TOY_FLAGS]) == 0
     record = json.loads((out / "red.json").read_text())
     assert record["config"]["pnp"]["attention_blocks"] == [2, 3, 4, 5, 6, 7]
+    photo = TOY_MODEL_DIR.parent / "photos" / "red-circle-on-grass.png"
+    clicked = ["edit", str(photo), "--prompt", "a blue circle on grass", "--point", "30,34"]
+    assert main([*clicked, "--out", str(out), "--model", "toy", *TOY_FLAGS]) == 0
+    subject = json.loads((out / "red-circle-on-grass.json").read_text())["subject_mask"]
+    assert subject["method"] == "sam" and subject["sam_model"] == "toy"  # not GrabCut
     assert record["model"]["resolved_path"] == str(TOY_MODEL_DIR)
     err = capsys.readouterr().err  # not a terminal: the bars show anyway, unless --quiet
     assert "invert: 100%" in err and "edit: 100%" in err and "2/2" in err
@@ -108,7 +118,9 @@ def test_quiet_hides_every_bar_and_warnings_are_one_line(tmp_path: Path) -> None
     entry = "import sys; from pnpsam.cli import main; sys.exit(main())"  # as the pnpsam script
     base = [sys.executable, "-c", entry, "edit", str(tmp_path / "red.png")]
     base += ["--model", "toy", "--prompt", "a blue square", "--point", "32,32", *TOY_FLAGS]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # SAM unavailable: the GrabCut warning
+    # a real SAM named (the toy's own is the default), unavailable offline: the GrabCut warning
+    base += ["--sam-model", "facebook/sam-vit-base"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     quiet = subprocess.run(
         [*base, "--out", str(tmp_path / "q"), "--quiet"], capture_output=True, text=True, env=env
     )

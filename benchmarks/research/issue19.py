@@ -12,16 +12,18 @@ in order, so a time-bounded run covers the first N pairs for every method. ``sum
 the demo's tables (means, bootstrap 95% intervals, paired differences to REFERENCE, default
 ``pnp``) over the pairs every method finished.
 
-The held-out numbers of the README's issue-19 section came from (KIND col and bg; v2 with
-``:residual_blocks=[3]`` after every spec, its 8x8 layer, as in
-``benchmarks/research/toy_v2/pnpsam_defaults.json``), each bounded by ``timeout`` (the
-README's run: 42 minutes; per-pair lines in ``benchmarks/research/issue19_runs/``):
+The held-out numbers of the README's background-intent section came from these (KIND col and
+bg; per-pair lines in ``benchmarks/research/issue19_runs/``, whose README lists them):
 
     M=subject,pnp,scheme3:background=remove:restore=none
-    issue19.py run toy held-out KIND 64 v1_KIND.jsonl $M
+    issue19.py run toy held-out KIND 64 v1_KIND.jsonl $M      # ~1 s per edit
     issue19.py summary v1_KIND.jsonl
-    M2=subject:residual_blocks=[3],pnp:residual_blocks=[3],scheme3:background=remove:restore=none:residual_blocks=[3]
-    issue19.py run /work/shared/toy_v2 held-out KIND 64 v2_KIND.jsonl $M2   # ~7 s per edit
+    # toy v2, at its residual block 2 (the first 8x8 layer; chosen on the dev sweep
+    # v2_dev_*_blocks.jsonl, as benchmarks/research/toy_v2/pnpsam_defaults.json); the
+    # earlier v2 runs used block 3
+    B=:residual_blocks=[2]
+    M2=subject$B,pnp$B,scheme3:background=remove:restore=none$B
+    issue19.py run /work/shared/toy_v2 held-out KIND 64 v2_KIND_block2.jsonl $M2   # ~2.5 s per edit
 """
 
 from __future__ import annotations

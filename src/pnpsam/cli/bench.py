@@ -98,7 +98,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument(
         "--sam-model",
         default=None,
-        help=f"SAM for items with points/box (default {DEFAULT_SAM_MODEL})",
+        help=f"SAM for items with points/box (default: the model's own, else {DEFAULT_SAM_MODEL})",
     )
     parser.add_argument(
         "--retry-failed", action="store_true", help="re-run items recorded as failed"

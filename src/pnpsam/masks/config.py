@@ -29,9 +29,9 @@ RESTORE_MODES: tuple[RestoreMode, ...] = get_args(RestoreMode)
 DEFAULT_SAM_MODEL = "facebook/sam-vit-base"
 DEFAULT_TEXT_MODEL = "CIDAS/clipseg-rd64-refined"
 # The toy-world SAM shipped in the package (trained by pnpsam.toyworld.sam_train on 64 px toy
-# renders), selected with ``--sam-model toy``. A model folder's pnpsam_defaults.json can name
-# it (``"mask": {"sam_model": "toy"}``) to make it that model's default; the toy SD model does
-# not yet: the shipped weights are under-trained and rougher than GrabCut (README).
+# renders), selected with ``--sam-model toy``. A model folder's pnpsam_defaults.json names it
+# (``"mask": {"sam_model": "toy"}``) to make it that model's default, as the shipped toy SD
+# model's does (its one-click masks beat GrabCut on held-out renders: README).
 TOY_SAM_DIR = Path(__file__).resolve().parents[1] / "assets" / "toy_sam"
 # Short names for shipped SAMs, accepted wherever a SAM is named (--sam-model toy).
 SAM_ALIASES = {"toy": TOY_SAM_DIR}
