@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.ndimage import binary_dilation
 
 from pnpsam.bench.toy import DEMO_METHODS, METHOD_NAMES
 from pnpsam.cli import main
@@ -41,9 +42,22 @@ def test_demo_writes_a_grid_and_a_table_with_every_method(tmp_path: Path) -> Non
     argv += ["--set", "dev"]
     assert main(argv) == 0
     grid = Image.open(out / "grid.png")
-    assert grid.height > 2 * 64 and grid.width > (len(DEMO_METHODS) + 1) * 128
+    assert grid.height > 2 * 64 and grid.width > (len(DEMO_METHODS) + 2) * 128
     report = json.loads((out / "metrics.json").read_text())
     assert report["model"] == str(TOY_MODEL) and report["targets"] == "colour"
+    # every method edited with the mask a user's one click gives, through the toy's own SAM
+    assert report["mask"] == "click" and report["mask_method"] == "sam"
+    assert report["mask_iou"][0] >= 0.9
+    assert "masks from 1 click (sam, IoU with the exact mask" in (out / "metrics.md").read_text()
+    # the grid's second column shows that mask: tinted on the subject, the photo elsewhere
+    pair = toy_pairs(1, seed=100, change_background=False)[0]
+    cells = np.asarray(grid.convert("RGB"), np.int32)
+    label_width, header, cell = 150, 40, 130  # comparison_grid's layout at scale 2
+    rows = cells[header + 1 : header + 129]
+    tiles = [rows[:, label_width + c * cell + 1 :][:, :128] for c in (0, 1)]
+    changed = np.abs(tiles[1] - tiles[0]).sum(2)[::2, ::2] > 30  # back to the 64 px grid
+    far = ~binary_dilation(pair.subject, iterations=3)
+    assert changed[pair.subject].mean() > 0.9 and changed[far].mean() < 0.05
     names = [row["method"] for row in report["methods"]]
     assert names == [METHOD_NAMES.get(spec, spec) for spec in DEMO_METHODS]
     for row in report["methods"]:

@@ -83,21 +83,25 @@ class ToyEditStore:
         done = read_json_lines(folder / self.ROWS, ("key", "scores", "seconds"))
         self._rows = {row["key"]: row for row in done}
 
-    def key(self, pair: ToyPair, spec: MethodSpec) -> str:
+    def key(self, pair: ToyPair, spec: MethodSpec, mask: np.ndarray | None = None) -> str:
+        """The edit's digest; ``mask``: the subject mask it used when not the pair's exact one
+        (a clicked mask: another mask, another edit)."""
         from pnpsam.config import fingerprint
         from pnpsam.imageio import image_digest  # torch: only when run
 
         pair_id = [image_digest(pair.image), pair.target.caption]
+        if mask is not None:
+            pair_id.append(fingerprint(np.packbits(np.asarray(mask) > 0.5).tobytes().hex()))
         return fingerprint([self.settings, spec.label, pair_id])
 
     def image_path(self, index: int, spec: MethodSpec) -> Path:
         return self.folder / "images" / safe_name(spec.label) / f"{index:03d}.png"
 
     def get(
-        self, index: int, pair: ToyPair, spec: MethodSpec
+        self, index: int, pair: ToyPair, spec: MethodSpec, mask: np.ndarray | None = None
     ) -> tuple[np.ndarray, dict[str, float], float] | None:
         """(output HxWx3 uint8, scores, seconds) of a finished edit, or None."""
-        row = self._rows.get(self.key(pair, spec))
+        row = self._rows.get(self.key(pair, spec, mask))
         path = self.image_path(index, spec)
         if row is None or not path.is_file():
             return None
@@ -116,16 +120,59 @@ class ToyEditStore:
         output: np.ndarray,
         scores: dict[str, float],
         seconds: float,
+        mask: np.ndarray | None = None,
     ) -> None:
         """Keep one finished edit: its image first, then its line (the line makes it count)."""
         from pnpsam.imageio import save_png
         from pnpsam.outputs import append_lines
 
         save_png(Image.fromarray(output), self.image_path(index, spec))
-        row = {"key": self.key(pair, spec), "pair": index, "method": spec.label}
+        row = {"key": self.key(pair, spec, mask), "pair": index, "method": spec.label}
         row.update(scores=scores, seconds=seconds)
         append_lines(self.folder / self.ROWS, [json.dumps(row)])
         self._rows[row["key"]] = row
+
+
+@dataclasses.dataclass(frozen=True)
+class ClickedMasks:
+    """Subject masks made as a user makes them: one click at each subject's centre, through
+    the model's SAM (``cfg.mask.sam_model``; GrabCut when SAM is unavailable).
+
+    ``masks``: one ``HxW float32`` in [0, 1] per pair; ``clicks``: the ``(x, y)`` click per
+    pair; ``ious``: each mask's IoU with the pair's exact subject mask; ``method``: "sam" or
+    "grabcut"; ``notes``: the warnings the masks raised (fallback, doubtful selection), once.
+    """
+
+    masks: list[np.ndarray]
+    clicks: list[tuple[float, float]]
+    ious: list[float]
+    method: str
+    notes: list[str]
+
+
+def click_masks(editor: PnPEditor, pairs: Sequence[ToyPair]) -> ClickedMasks:
+    """One centre click per pair through ``editor.segment`` (the model's default SAM)."""
+    import warnings
+
+    from pnpsam.toyworld.prompts import centre_click
+
+    cfg = editor.default_config()
+    masks, clicks, ious, methods = [], [], [], set()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for pair in pairs:
+            click = centre_click(pair.subject)
+            cfg.mask.points = [click]
+            made = editor.segment(pair.image, cfg)
+            mask = made.mask if made is not None else np.zeros(pair.subject.shape, np.float32)
+            methods.add(made.method if made is not None else "none")
+            inside = mask > 0.5
+            union = (inside | pair.subject).sum()
+            masks.append(mask)
+            clicks.append(click)
+            ious.append(float((inside & pair.subject).sum() / max(1, union)))
+    notes = list(dict.fromkeys(str(w.message) for w in caught))
+    return ClickedMasks(masks, clicks, ious, "+".join(sorted(methods)), notes)
 
 
 def with_source_prompt(config: EditConfig, caption: str) -> EditConfig:
@@ -145,6 +192,7 @@ def run_toy_comparison(
     progress: bool = False,
     store: ToyEditStore | None = None,
     on_pair: Callable[[list[dict[str, Any]], dict[str, list[np.ndarray]]], object] | None = None,
+    masks: Sequence[np.ndarray] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, list[np.ndarray]]]:
     """Run every method on every pair; returns (per-method summary rows, outputs by label).
 
@@ -156,7 +204,9 @@ def run_toy_comparison(
     (pairs x methods) with an ETA, on stderr. ``store``: edits finished earlier are taken from
     it and every new one is kept in it as soon as it is made. ``on_pair(rows, outputs)``:
     called after each pair with the rows and outputs of the pairs so far (to write partial
-    results).
+    results). ``masks``: the subject mask each edit uses, one ``HxW`` per pair in ``pairs``
+    order (a user's clicked mask); None = each pair's exact mask. Scores always judge against
+    the exact masks.
     """
     from tqdm.auto import tqdm
 
@@ -168,10 +218,14 @@ def run_toy_comparison(
     outputs: dict[str, list[np.ndarray]] = {spec.label: [] for spec in methods}
     scores: dict[str, list[dict[str, float]]] = {spec.label: [] for spec in methods}
     seconds = dict.fromkeys(outputs, 0.0)
+    if masks is not None and len(masks) != len(pairs):
+        raise ValueError(f"got {len(masks)} masks for {len(pairs)} pairs")
     for index, pair in enumerate(pairs):
         image = Image.fromarray(pair.image)
+        given = None if masks is None else masks[index]
+        subject = pair.subject.astype(np.float32) if given is None else given
         for spec, config in zip(methods, configs, strict=True):
-            kept = store.get(index, pair, spec) if store is not None else None
+            kept = store.get(index, pair, spec, given) if store is not None else None
             if kept is not None:
                 output, score, took = kept
             else:
@@ -180,7 +234,7 @@ def run_toy_comparison(
                     spec,
                     editor,
                     image,
-                    pair.subject.astype(np.float32),
+                    subject,
                     [pair.target.caption],
                     with_source_prompt(config, pair.source.caption),
                 )
@@ -188,7 +242,7 @@ def run_toy_comparison(
                 output = np.asarray(result.images[0].convert("RGB"))
                 score = score_toy_edit(pair, output)
                 if store is not None:
-                    store.put(index, pair, spec, output, score, took)
+                    store.put(index, pair, spec, output, score, took, given)
             seconds[spec.label] += took
             outputs[spec.label].append(output)
             scores[spec.label].append(score)

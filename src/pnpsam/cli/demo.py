@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
+    from pnpsam.bench.toy import ClickedMasks
     from pnpsam.toyworld.pairs import ToyPair
 
 TOY_MODEL = TOY_MODEL_DIR
@@ -35,22 +36,31 @@ __all__ = ["DEMO_METHODS", "METHOD_NAMES", "TOY_MODEL", "add_demo_parser", "run_
 
 
 def comparison_grid(
-    pairs: Sequence[ToyPair], outputs: dict[str, list[np.ndarray]], scale: int = 2
+    pairs: Sequence[ToyPair],
+    outputs: dict[str, list[np.ndarray]],
+    scale: int = 2,
+    clicked: ClickedMasks | None = None,
 ) -> Image.Image:
-    """Rows = pairs, columns = source then each method; labels above, prompts at the left."""
+    """Rows = pairs, columns = source, the clicked mask (with ``clicked``: tinted over the
+    source, the click as a green dot, its IoU with the exact mask in the label) then each
+    method; labels above, prompts at the left."""
     from PIL import Image
 
     from pnpsam.imageio import labelled_grid
+    from pnpsam.masks import overlay_mask
 
     side = pairs[0].image.shape[0] * scale
-    tiles = [
-        [pair.image, *(images[row] for images in outputs.values())]
-        for row, pair in enumerate(pairs)
-    ]
+    tiles = []
+    for row, pair in enumerate(pairs):
+        shown = [pair.image]
+        if clicked is not None:
+            shown.append(overlay_mask(pair.image, clicked.masks[row], points=[clicked.clicks[row]]))
+        tiles.append([*shown, *(images[row] for images in outputs.values())])
     rows = [[Image.fromarray(tile) for tile in row_tiles] for row_tiles in tiles]
+    mask_column = [] if clicked is None else [f"mask: 1 click ({clicked.method})"]
     return labelled_grid(
         rows,
-        ["source", *(METHOD_NAMES.get(k, k) for k in outputs)],
+        ["source", *mask_column, *(METHOD_NAMES.get(k, k) for k in outputs)],
         [f"{pair.source.caption}\n-> {pair.target.caption}" for pair in pairs],
         cell=side + 2,  # the 1-pixel gutter keeps the enlargement an exact ``scale``
         label_width=150,
@@ -93,6 +103,14 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument(
         "--methods", default=",".join(DEMO_METHODS), help="method specs, as for pnpsam bench"
     )
+    parser.add_argument(
+        "--mask",
+        choices=("click", "exact"),
+        default="click",
+        help="the subject mask every method uses: 'click' = one click at the subject's centre "
+        "through the model's SAM (the toy's own SAM for the toy model; GrabCut if none), shown "
+        "in the grid; 'exact' = the render's exact mask (scores always use the exact one)",
+    )
     parser.add_argument("--device", default="auto", choices=get_args(Device), help="where to run")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_demo)
@@ -102,7 +120,7 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 def run_demo(args: argparse.Namespace) -> int:
     # imported here, not at the top: they load torch, and `pnpsam --help` should not wait
     from pnpsam.api import PnPEditor
-    from pnpsam.bench.toy import ToyEditStore, run_toy_comparison
+    from pnpsam.bench.toy import ToyEditStore, click_masks, run_toy_comparison
     from pnpsam.outputs import check_writable
     from pnpsam.toyworld.pairs import toy_pairs
 
@@ -118,12 +136,18 @@ def run_demo(args: argparse.Namespace) -> int:
     editor.set_progress_bar_config(disable=True)
     seed = TOY_SETS[args.set] if args.set else args.seed
     pairs = toy_pairs(args.pairs, seed, change_background=not args.keep_background)
+    clicked = click_masks(editor, pairs) if args.mask == "click" else None
+    for note in clicked.notes if clicked is not None else ():
+        print(f"pnpsam demo: mask: {note}", file=sys.stderr)
     # what decides every edit besides the pair and the method: a change means editing again
     store = ToyEditStore(
         out, {"model": editor.model_info()["resolved_path"], "steps": args.steps, "v": 1}
     )
+    masks = clicked.masks if clicked is not None else [None] * len(pairs)
     done_before = sum(
-        store.get(i, pair, spec) is not None for i, pair in enumerate(pairs) for spec in methods
+        store.get(i, pair, spec, masks[i]) is not None
+        for i, pair in enumerate(pairs)
+        for spec in methods
     )
     if done_before:
         print(
@@ -134,7 +158,8 @@ def run_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     def write(rows: list[dict[str, Any]], outputs: dict[str, list[np.ndarray]]) -> str:
-        return _write_results(args, out, pairs, seed, rows, outputs, time.perf_counter() - started)
+        took = time.perf_counter() - started
+        return _write_results(args, out, pairs, seed, rows, outputs, took, clicked)
 
     rows, outputs = run_toy_comparison(
         editor,
@@ -144,6 +169,7 @@ def run_demo(args: argparse.Namespace) -> int:
         not args.quiet,
         store=store,
         on_pair=write if len(pairs) > 1 else None,  # the partial grid and table, pair by pair
+        masks=clicked.masks if clicked is not None else None,
     )
     table = write(rows, outputs)
     print(table)
@@ -159,6 +185,7 @@ def _write_results(
     rows: list[dict[str, Any]],
     outputs: dict[str, list[np.ndarray]],
     seconds: float,
+    clicked: ClickedMasks | None,
 ) -> str:
     """Write grid.png, metrics.md and metrics.json for the pairs done so far; returns the table."""
     from pnpsam.bench.toy import metrics_markdown, toy_summary
@@ -166,12 +193,16 @@ def _write_results(
 
     done = len(next(iter(outputs.values())))
     rows = toy_summary(rows)
-    save_png(comparison_grid(pairs[:done], outputs), out / "grid.png")
+    save_png(comparison_grid(pairs[:done], outputs, clicked=clicked), out / "grid.png")
     targets = "colour" if args.keep_background else "colour and background"
     where = f"set {args.set}" if args.set else f"seed {seed}"
     partial = "" if done == len(pairs) else f"; partial: {done} of {len(pairs)} pairs so far"
+    mask = "exact masks"
+    if clicked is not None:
+        mean_iou = sum(clicked.ious[:done]) / done
+        mask = f"masks from 1 click ({clicked.method}, IoU with the exact mask {mean_iou:.2f})"
     table = metrics_markdown(
-        rows, done, f" ({where}, targets: {targets}, {args.steps} steps{partial})"
+        rows, done, f" ({where}, targets: {targets}, {mask}, {args.steps} steps{partial})"
     )
     atomic_write(out / "metrics.md", lambda tmp: tmp.write_text(table))
     save_json(
@@ -184,6 +215,9 @@ def _write_results(
             "seed": seed,
             "targets": targets,
             "steps": args.steps,
+            "mask": args.mask,
+            "mask_method": clicked.method if clicked is not None else "exact",
+            "mask_iou": clicked.ious[:done] if clicked is not None else None,
             "methods": rows,
             "seconds": seconds,
             "toy_edit_defaults": model_defaults(args.model),
