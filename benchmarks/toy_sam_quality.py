@@ -28,11 +28,16 @@ import time
 import warnings
 
 import numpy as np
-from scipy import ndimage
 
 from pnpsam.bench.report import bootstrap_ci
 from pnpsam.bench.toy import TOY_SETS
-from pnpsam.masks import MaskConfig, MaskMaker, doubtful_selection, grabcut_from_prompts
+from pnpsam.masks import (
+    MaskConfig,
+    MaskMaker,
+    doubtful_selection,
+    grabcut_from_prompts,
+    largest_component,
+)
 from pnpsam.toyworld.pairs import ToyPair, toy_pairs
 from pnpsam.toyworld.prompts import (
     background_click,
@@ -134,11 +139,9 @@ def masks(renders: int, model: str) -> None:
     )
     stone_sam, stone_grab, stone_flagged = [], [], 0
     for pair in pairs:  # a click on the largest stone: is the answer that stone?
-        labels, count = ndimage.label(pair.clutter, structure=np.ones((3, 3), bool))
-        if count == 0:
+        stone = largest_component(pair.clutter) > 0.5
+        if not stone.any():
             continue
-        sizes = ndimage.sum(pair.clutter, labels, range(1, count + 1))
-        stone = labels == 1 + int(np.argmax(sizes))
         cfg = MaskConfig(points=[centre_click(stone)])
         answer = sam_mask(maker, pair.image, cfg, model)
         stone_sam.append(iou(answer, stone))

@@ -16,7 +16,6 @@ import pytest
 import torch
 from masks_fixtures import iou
 from PIL import Image
-from scipy import ndimage
 
 from pnpsam.masks import (
     TOY_SAM_DIR,
@@ -26,6 +25,7 @@ from pnpsam.masks import (
     SamPointSegmenter,
     SamUnavailableWarning,
     doubtful_selection,
+    largest_component,
 )
 from pnpsam.toyworld.prompts import background_click, box_of, centre_click
 from pnpsam.toyworld.world import SHAPES, RenderedScene, SceneSpec, render_scene
@@ -174,9 +174,7 @@ def test_a_click_on_a_stone_gives_that_stone_or_a_warning() -> None:
     maker = MaskMaker(local_files_only=True)
     for index, shape in enumerate(SHAPES):
         rendered = scene(shape, 60 + index)
-        labels, count = ndimage.label(rendered.clutter_mask, structure=np.ones((3, 3), bool))
-        sizes = ndimage.sum(rendered.clutter_mask, labels, range(1, count + 1))
-        stone = labels == 1 + int(np.argmax(sizes))
+        stone = largest_component(rendered.clutter_mask) > 0.5
         cfg = MaskConfig(points=[centre_click(stone)], sam_model="toy", max_coverage=1.0)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

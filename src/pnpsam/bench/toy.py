@@ -154,6 +154,7 @@ def click_masks(editor: PnPEditor, pairs: Sequence[ToyPair]) -> ClickedMasks:
     """One centre click per pair through ``editor.segment`` (the model's default SAM)."""
     import warnings
 
+    from pnpsam.toyworld.measure import subject_iou
     from pnpsam.toyworld.prompts import centre_click
 
     cfg = editor.default_config()
@@ -166,11 +167,9 @@ def click_masks(editor: PnPEditor, pairs: Sequence[ToyPair]) -> ClickedMasks:
             made = editor.segment(pair.image, cfg)
             mask = made.mask if made is not None else np.zeros(pair.subject.shape, np.float32)
             methods.add(made.method if made is not None else "none")
-            inside = mask > 0.5
-            union = (inside | pair.subject).sum()
             masks.append(mask)
             clicks.append(click)
-            ious.append(float((inside & pair.subject).sum() / max(1, union)))
+            ious.append(subject_iou(mask > 0.5, pair.subject))
     notes = list(dict.fromkeys(str(w.message) for w in caught))
     return ClickedMasks(masks, clicks, ious, "+".join(sorted(methods)), notes)
 

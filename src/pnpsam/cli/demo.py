@@ -143,9 +143,9 @@ def run_demo(args: argparse.Namespace) -> int:
     store = ToyEditStore(
         out, {"model": editor.model_info()["resolved_path"], "steps": args.steps, "v": 1}
     )
-    masks = clicked.masks if clicked is not None else [None] * len(pairs)
+    masks = clicked.masks if clicked is not None else None
     done_before = sum(
-        store.get(i, pair, spec, masks[i]) is not None
+        store.get(i, pair, spec, masks[i] if masks is not None else None) is not None
         for i, pair in enumerate(pairs)
         for spec in methods
     )
@@ -169,7 +169,7 @@ def run_demo(args: argparse.Namespace) -> int:
         not args.quiet,
         store=store,
         on_pair=write if len(pairs) > 1 else None,  # the partial grid and table, pair by pair
-        masks=clicked.masks if clicked is not None else None,
+        masks=masks,
     )
     table = write(rows, outputs)
     print(table)

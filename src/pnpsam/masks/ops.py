@@ -145,6 +145,16 @@ def subject_fraction(mask: np.ndarray) -> float:
     return float((as_mask(mask) > 0.5).mean())
 
 
+def clicks_outside(mask: np.ndarray, clicks: Sequence[Point]) -> list[Point]:
+    """The ``(x, y)`` pixel clicks that fall outside ``mask > 0.5`` (HxW, bool or in [0, 1]; a
+    click on the far edge, ``x == width``, counts as the last pixel)."""
+    selected = np.asarray(mask) > 0.5
+    height, width = selected.shape
+    return [
+        (x, y) for x, y in clicks if not selected[min(int(y), height - 1), min(int(x), width - 1)]
+    ]
+
+
 def doubtful_selection(
     mask: np.ndarray,
     fraction_range: tuple[float, float] = SUBJECT_FRACTION_RANGE,
@@ -158,14 +168,13 @@ def doubtful_selection(
     click on the background selects).
     """
     selected = as_mask(mask) > 0.5
-    height, width = selected.shape
-    for x, y in clicks:
-        if not selected[min(int(y), height - 1), min(int(x), width - 1)]:
-            return (
-                f"the selection does not contain your click at ({x:g}, {y:g}): the mask is "
-                "another object than the one clicked; click again nearer its middle, or add "
-                "a box"
-            )
+    outside = clicks_outside(selected, clicks)
+    if outside:
+        x, y = outside[0]
+        return (
+            f"the selection does not contain your click at ({x:g}, {y:g}): the mask is "
+            "another object than the one clicked; click again nearer its middle, or add a box"
+        )
     fraction = float(selected.mean())
     low, high = fraction_range
     if fraction < low:

@@ -31,6 +31,7 @@ from pnpsam.errors import InputError
 from pnpsam.imageio import check_rgb_uint8
 from pnpsam.masks.config import Box, Point, resolve_sam_name, validate_prompts
 from pnpsam.masks.hub import load_checked
+from pnpsam.masks.ops import clicks_outside
 
 SAM_MODEL_CLASSES: dict[str, tuple[type[PreTrainedModel], type[ProcessorMixin]]] = {
     "sam": (SamModel, SamProcessor),
@@ -64,9 +65,7 @@ class SamPrediction:
         click ``points`` (``(x, y)`` pixels); the best overall when none does (the caller's
         doubt check then says so). A mask that leaves out the user's own click answers
         another object than the one clicked, however confident the IoU head is."""
-        height, width = self.masks.shape[-2:]
-        cells = [(min(int(y), height - 1), min(int(x), width - 1)) for x, y in points]
-        holding = [i for i, m in enumerate(self.masks) if all(m[r, c] for r, c in cells)]
+        holding = [i for i, m in enumerate(self.masks) if not clicks_outside(m, points)]
         if not holding:
             return self.best_index
         return max(holding, key=lambda i: float(self.iou_scores[i]))

@@ -328,8 +328,9 @@ def prompt_loss(
     """(loss, IoU of the best candidate per prompt) of one prompt kind on cached embeddings:
     the best candidate's mask loss plus the IoU head's MSE on every candidate. Every prompt
     kind trains SAM's three candidates, as the app and CLI always ask for them and take the
-    one the IoU head rates best (a run that trained the single-mask output for several clicks,
-    as SAM's paper does, left that output flat at -0.8 logits for clicks after 400 steps)."""
+    best-rated one that holds the clicks (a run that trained the single-mask output for
+    several clicks, as SAM's paper does, left that output flat at -0.8 logits for clicks after
+    400 steps)."""
     out = model(image_embeddings=embeddings, multimask_output=True, **prompt)
     logits = out.pred_masks  # B x P x 3 x h x w; h = w = the image side (4x the grid)
     if logits.shape[-2:] != target.shape[-2:]:
