@@ -24,7 +24,7 @@ bg; per-pair lines in ``benchmarks/research/issue19_runs/``, whose README lists 
     issue19.py run toy held-out KIND 64 v1_KIND.jsonl $M      # ~1 s per edit
     issue19.py summary v1_KIND.jsonl
     # toy v2, at its residual block 2 (the first 8x8 layer; chosen on the dev sweep
-    # v2_dev_*_blocks.jsonl, as benchmarks/research/toy_v2/pnpsam_defaults.json); the
+    # v2_dev_*_blocks.jsonl, as src/pnpsam/assets/toy_v2/pnpsam_defaults.json); the
     # earlier v2 runs used block 3
     B=:residual_blocks=[2]
     M2=subject$B,pnp$B,scheme3:background=remove:restore=none$B

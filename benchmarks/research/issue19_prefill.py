@@ -15,8 +15,9 @@ fills the background differently and runs the same injection on the filled photo
 
 SET dev or held-out, colour + background targets, 20 steps, the toy model; WEIGHT the
 pass-2 ``background_weight`` (default 0.2, the default's; another is named in the label). One
-JSON line per (pair, mode), as ``issue19.py`` writes them (``subject`` = the default, from pass 1 when a mode is
-``mean``), so ``issue19.py summary`` / ``breakdown`` read the file. Resumable per pair.
+JSON line per (pair, mode), as ``issue19.py`` writes them (``subject`` = the default, from
+pass 1 when a mode is ``mean``), so ``issue19.py summary`` / ``breakdown`` read the file.
+Resumable per pair.
 
 Measured (lines in ``issue19_runs/``; shape IoU / colour / background, mean [bootstrap 95%]):
 

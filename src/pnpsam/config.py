@@ -24,8 +24,12 @@ from pnpsam.masks.config import BackgroundMode, MaskConfig, WeakenConfig
 DEFAULT_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 # The toy-world model shipped in the package (a small SD-layout UNet; see toyworld/).
 TOY_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "toy"
+# The toy world at a 32x32 latent (toy v2): the same world and vocabulary, an 8x8 layer the
+# size of SD's 16x16 one relative to the subject; slower (about 2.5x per edit), so the demo and
+# CI use ``toy``. Its folder carries its own edit settings (residual block 2, README).
+TOY_V2_MODEL_DIR = TOY_MODEL_DIR.parent / "toy_v2"
 # Short names for shipped models, accepted wherever a model is named (--model toy).
-MODEL_ALIASES = {"toy": TOY_MODEL_DIR}
+MODEL_ALIASES = {"toy": TOY_MODEL_DIR, "toy-v2": TOY_V2_MODEL_DIR}
 # A model folder may carry the edit settings that suit its architecture (injected blocks,
 # guidance, negative prompt, size): sections and fields as in EditConfig, JSON.
 MODEL_DEFAULTS_FILE = "pnpsam_defaults.json"

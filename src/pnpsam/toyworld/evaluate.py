@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from diffusers import StableDiffusionPipeline
 
+from pnpsam.config import resolve_model_name
 from pnpsam.toyworld.judge import JudgeConfig, judge_images
 from pnpsam.toyworld.measure import label_accuracy
 from pnpsam.toyworld.world import SceneSpec, sample_specs
@@ -38,9 +39,10 @@ class GenerationConfig:
 
 
 def load_toy_pipeline(path: str | Path = DEFAULT_MODEL_PATH) -> StableDiffusionPipeline:
-    """The toy model through diffusers' own loader, float32 on CPU, progress bar off."""
+    """The toy model (a folder, or a shipped alias: ``toy``, ``toy-v2``) through diffusers' own
+    loader, float32 on CPU, progress bar off."""
     pipe = StableDiffusionPipeline.from_pretrained(
-        str(path), torch_dtype=torch.float32, local_files_only=True
+        resolve_model_name(str(path)), torch_dtype=torch.float32, local_files_only=True
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -98,7 +100,9 @@ def bar_check(scores: dict[str, float], bar: dict[str, float] = GENERATION_BAR) 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument(
+        "--model", default=str(DEFAULT_MODEL_PATH), help="a toy model folder, toy or toy-v2"
+    )
     parser.add_argument("--n", type=int, default=100, help="number of seeded captions")
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=GenerationConfig.steps)
