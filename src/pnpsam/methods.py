@@ -87,7 +87,9 @@ METHODS: dict[str, MethodInfo] = {
     "pnp-masked": MethodInfo(
         "PnP injecting only on the subject mask",
         {
-            "pnp": {"mask_injection": True, "background_intent": "follow"},
+            # background_weight pinned: a model's settings file may set it for its own
+            # subject-aware default (toy v2: 1), which must not turn this method into PnP
+            "pnp": {"mask_injection": True, "background_intent": "follow", "background_weight": 0},
             "weaken": {"background": "keep"},
         },
         uses_mask=True,
