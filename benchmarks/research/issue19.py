@@ -121,6 +121,10 @@ def _estimate(values: list[float]) -> str:
     return f"{e.mean:+.2f} [{e.low:+.2f}, {e.high:+.2f}] (n={e.n})"
 
 
+def _mean_text(values: list[float]) -> str:
+    return f"{np.mean(values):.2f}" if values else "-"
+
+
 def _gated(scores: dict[str, float]) -> float:
     """Shape IoU when the edit followed colour and background, else 0."""
     return scores["iou"] * scores["color"] * scores["background"]
@@ -142,8 +146,7 @@ def breakdown(out: str, set_name: str, kind: str, reference: str = "pnp") -> Non
             mine = [by_pair[p][spec] for p in complete if pairs[p].target.background == bg]
             yes = [s["iou"] for s in mine if s["background"] == 1]
             no = [s["iou"] for s in mine if s["background"] != 1]
-            mean = lambda v: f"{np.mean(v):.2f}" if v else "-"  # noqa: E731
-            cells.append(f"{len(yes)}/{len(mine)}: {mean(yes)} \\| {mean(no)}")
+            cells.append(f"{len(yes)}/{len(mine)}: {_mean_text(yes)} \\| {_mean_text(no)}")
         print(f"| {METHOD_NAMES.get(spec, spec)} | " + " | ".join(cells) + " |")
     name = METHOD_NAMES.get(reference, reference)
     print(f"\nPaired IoU difference to {name}, mean [bootstrap 95%]:\n")

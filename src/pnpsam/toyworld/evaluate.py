@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from diffusers import StableDiffusionPipeline
 
-from pnpsam.config import resolve_model_name
+from pnpsam.config import MODEL_ALIASES, TOY_MODEL_DIR, resolve_model_name
 from pnpsam.toyworld.judge import JudgeConfig, judge_images
 from pnpsam.toyworld.measure import label_accuracy
 from pnpsam.toyworld.world import SceneSpec, sample_specs
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "assets" / "toy"
+DEFAULT_MODEL_PATH = TOY_MODEL_DIR
 """Folder of the shipped toy text-to-image model (a ``StableDiffusionPipeline`` folder)."""
 
 GENERATION_BAR = {"color": 0.90, "shape": 0.90, "background": 0.90, "all": 0.85}
@@ -39,7 +39,7 @@ class GenerationConfig:
 
 
 def load_toy_pipeline(path: str | Path = DEFAULT_MODEL_PATH) -> StableDiffusionPipeline:
-    """The toy model (a folder, or a shipped alias: ``toy``, ``toy-v2``) through diffusers' own
+    """The toy model (a folder, or a shipped alias: ``MODEL_ALIASES``) through diffusers' own
     loader, float32 on CPU, progress bar off."""
     pipe = StableDiffusionPipeline.from_pretrained(
         resolve_model_name(str(path)), torch_dtype=torch.float32, local_files_only=True
@@ -101,7 +101,9 @@ def bar_check(scores: dict[str, float], bar: dict[str, float] = GENERATION_BAR) 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--model", default=str(DEFAULT_MODEL_PATH), help="a toy model folder, toy or toy-v2"
+        "--model",
+        default=str(DEFAULT_MODEL_PATH),
+        help=f"a toy model folder, or one of {', '.join(MODEL_ALIASES)}",
     )
     parser.add_argument("--n", type=int, default=100, help="number of seeded captions")
     parser.add_argument("--seed", type=int, default=1000)
